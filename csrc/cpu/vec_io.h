@@ -1,0 +1,207 @@
+// Vectorised load/store of any kernel dtype as its accumulation type
+// (float for float/half/bfloat16, double for double), built on at::vec.
+#pragma once
+
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+namespace hanet {
+namespace cpu {
+
+template <typename T>
+struct AccType {
+  using type = float;
+};
+template <>
+struct AccType<double> {
+  using type = double;
+};
+template <typename T>
+using acc_t = typename AccType<T>::type;
+
+// VecIO<T>::kStep elements are moved per call as kN vectors of acc_t.
+template <typename T>
+struct VecIO {
+  using Vec = at::vec::Vectorized<acc_t<T>>;
+  static constexpr int kN = 1;
+  static constexpr int64_t kStep = Vec::size();
+  static inline void load(const T* p, Vec* v) { v[0] = Vec::loadu(p); }
+  static inline void store(T* p, const Vec* v) { v[0].store(p); }
+};
+
+template <typename T>
+struct ReducedVecIO {
+  using Vec = at::vec::Vectorized<float>;
+  static constexpr int kN = 2;
+  static constexpr int64_t kStep = at::vec::Vectorized<T>::size();
+  static_assert(kStep == 2 * Vec::size(), "reduced-precision vector holds two float vectors");
+  static inline void load(const T* p, Vec* v) { at::vec::load_to_float<T>(p, v[0], v[1]); }
+  static inline void store(T* p, const Vec* v) {
+    at::vec::convert_from_float<T>(v[0], v[1]).store(p);
+  }
+};
+template <>
+struct VecIO<c10::Half> : ReducedVecIO<c10::Half> {};
+template <>
+struct VecIO<c10::BFloat16> : ReducedVecIO<c10::BFloat16> {};
+
+// out[i] = in[i] * scale[i] for i < n (scale in acc_t); vector body, scalar tail.
+template <typename T>
+inline void mul_rows(const T* in, const acc_t<T>* scale, T* out, int64_t n) {
+  using IO = VecIO<T>;
+  using Vec = typename IO::Vec;
+  int64_t i = 0;
+  for (; i + IO::kStep <= n; i += IO::kStep) {
+    Vec v[IO::kN];
+    IO::load(in + i, v);
+    for (int k = 0; k < IO::kN; ++k) v[k] = v[k] * Vec::loadu(scale + i + k * Vec::size());
+    IO::store(out + i, v);
+  }
+  for (; i < n; ++i) out[i] = static_cast<T>(static_cast<acc_t<T>>(in[i]) * scale[i]);
+}
+
+// out[i] = in[i] * a for i < n.
+template <typename T>
+inline void scale_row(const T* in, acc_t<T> a, T* out, int64_t n) {
+  using IO = VecIO<T>;
+  using Vec = typename IO::Vec;
+  const Vec va(a);
+  int64_t i = 0;
+  for (; i + IO::kStep <= n; i += IO::kStep) {
+    Vec v[IO::kN];
+    IO::load(in + i, v);
+    for (int k = 0; k < IO::kN; ++k) v[k] = v[k] * va;
+    IO::store(out + i, v);
+  }
+  for (; i < n; ++i) out[i] = static_cast<T>(static_cast<acc_t<T>>(in[i]) * a);
+}
+
+// Sum of in[0..n) in acc_t.
+template <typename T>
+inline acc_t<T> sum_row(const T* in, int64_t n) {
+  using IO = VecIO<T>;
+  using Vec = typename IO::Vec;
+  Vec acc[IO::kN];
+  for (int k = 0; k < IO::kN; ++k) acc[k] = Vec(0);
+  int64_t i = 0;
+  for (; i + IO::kStep <= n; i += IO::kStep) {
+    Vec v[IO::kN];
+    IO::load(in + i, v);
+    for (int k = 0; k < IO::kN; ++k) acc[k] = acc[k] + v[k];
+  }
+  for (int k = 1; k < IO::kN; ++k) acc[0] = acc[0] + acc[k];
+  acc_t<T> s = at::vec::vec_reduce_all<acc_t<T>>(
+      [](const Vec& x, const Vec& y) { return x + y; }, acc[0]);
+  for (; i < n; ++i) s += static_cast<acc_t<T>>(in[i]);
+  return s;
+}
+
+// acc[i] += in[i] for i < n (acc in acc_t): column sums over a channels_last row.
+template <typename T>
+inline void accumulate_row(const T* in, acc_t<T>* acc, int64_t n) {
+  using IO = VecIO<T>;
+  using Vec = typename IO::Vec;
+  int64_t i = 0;
+  for (; i + IO::kStep <= n; i += IO::kStep) {
+    Vec v[IO::kN];
+    IO::load(in + i, v);
+    for (int k = 0; k < IO::kN; ++k) {
+      acc_t<T>* p = acc + i + k * Vec::size();
+      (Vec::loadu(p) + v[k]).store(p);
+    }
+  }
+  for (; i < n; ++i) acc[i] += static_cast<acc_t<T>>(in[i]);
+}
+
+// Fused backward row: out[i] = g[i] * scale[i]; acc[i] += g[i] * f[i]   (channels_last)
+template <typename T>
+inline void rescale_backward_cols(const T* g, const T* f, const acc_t<T>* scale, T* out,
+                                  acc_t<T>* acc, int64_t n) {
+  using IO = VecIO<T>;
+  using Vec = typename IO::Vec;
+  int64_t i = 0;
+  for (; i + IO::kStep <= n; i += IO::kStep) {
+    Vec vg[IO::kN], vf[IO::kN];
+    IO::load(g + i, vg);
+    IO::load(f + i, vf);
+    for (int k = 0; k < IO::kN; ++k) {
+      const int64_t o = i + k * Vec::size();
+      acc_t<T>* pa = acc + o;
+      at::vec::fmadd(vg[k], vf[k], Vec::loadu(pa)).store(pa);
+      vf[k] = vg[k] * Vec::loadu(scale + o);
+    }
+    IO::store(out + i, vf);
+  }
+  for (; i < n; ++i) {
+    const acc_t<T> gv = static_cast<acc_t<T>>(g[i]);
+    acc[i] += gv * static_cast<acc_t<T>>(f[i]);
+    out[i] = static_cast<T>(gv * scale[i]);
+  }
+}
+
+// Fused backward row: out[i] = g[i] * a; returns sum g[i] * f[i]   (NCHW)
+template <typename T>
+inline acc_t<T> rescale_backward_row(const T* g, const T* f, acc_t<T> a, T* out, int64_t n) {
+  using IO = VecIO<T>;
+  using Vec = typename IO::Vec;
+  const Vec va(a);
+  Vec acc[IO::kN];
+  for (int k = 0; k < IO::kN; ++k) acc[k] = Vec(0);
+  int64_t i = 0;
+  for (; i + IO::kStep <= n; i += IO::kStep) {
+    Vec vg[IO::kN], vf[IO::kN];
+    IO::load(g + i, vg);
+    IO::load(f + i, vf);
+    for (int k = 0; k < IO::kN; ++k) {
+      acc[k] = at::vec::fmadd(vg[k], vf[k], acc[k]);
+      vf[k] = vg[k] * va;
+    }
+    IO::store(out + i, vf);
+  }
+  for (int k = 1; k < IO::kN; ++k) acc[0] = acc[0] + acc[k];
+  acc_t<T> s = at::vec::vec_reduce_all<acc_t<T>>(
+      [](const Vec& x, const Vec& y) { return x + y; }, acc[0]);
+  for (; i < n; ++i) {
+    const acc_t<T> gv = static_cast<acc_t<T>>(g[i]);
+    s += gv * static_cast<acc_t<T>>(f[i]);
+    out[i] = static_cast<T>(gv * a);
+  }
+  return s;
+}
+
+// out[i] = value for i < n.
+template <typename T>
+inline void fill_row(T* out, acc_t<T> value, int64_t n) {
+  using IO = VecIO<T>;
+  using Vec = typename IO::Vec;
+  Vec v[IO::kN];
+  for (int k = 0; k < IO::kN; ++k) v[k] = Vec(value);
+  int64_t i = 0;
+  for (; i + IO::kStep <= n; i += IO::kStep) IO::store(out + i, v);
+  const T tail = static_cast<T>(value);
+  for (; i < n; ++i) out[i] = tail;
+}
+
+// out[i] = src[i] for i < n: acc_t values stored in the kernel dtype.
+template <typename T>
+inline void store_row(const acc_t<T>* src, T* out, int64_t n) {
+  using IO = VecIO<T>;
+  using Vec = typename IO::Vec;
+  int64_t i = 0;
+  for (; i + IO::kStep <= n; i += IO::kStep) {
+    Vec v[IO::kN];
+    for (int k = 0; k < IO::kN; ++k) v[k] = Vec::loadu(src + i + k * Vec::size());
+    IO::store(out + i, v);
+  }
+  for (; i < n; ++i) out[i] = static_cast<T>(src[i]);
+}
+
+// Items per parallel_for chunk so that a chunk touches about `elements` elements.
+inline int64_t grain_for(int64_t elements_per_item, int64_t elements = 32768) {
+  return elements_per_item >= elements ? 1 : elements / elements_per_item;
+}
+
+}  // namespace cpu
+}  // namespace hanet

@@ -1,0 +1,247 @@
+// CPU kernels of hanet::width_pool (adaptive mean/max pooling to (rows, 1)) and
+// its backward.
+//
+// Forward runs in two passes: per-row statistics over the width (sum, or max and
+// arg-max column) into a small (B, C, H) buffer, read once from the big input in
+// its own layout; then the adaptive row bins combine those rows.  The backward
+// writes every input-gradient element exactly once (no zero-fill-then-scatter).
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <limits>
+#include <tuple>
+#include <vector>
+
+#include "../checks.h"
+#include "../hanet_math.h"
+#include "vec_io.h"
+
+namespace hanet {
+namespace cpu {
+namespace {
+
+template <typename T>
+void row_sums(const at::Tensor& x, acc_t<T>* sums, Layout layout) {
+  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const T* X = x.const_data_ptr<T>();
+  if (layout == Layout::NCHW) {
+    at::parallel_for(0, B * C * H, grain_for(W), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) sums[r] = sum_row<T>(X + r * W, W);
+    });
+  } else {
+    at::parallel_for(0, B * H, grain_for(W * C), [&](int64_t begin, int64_t end) {
+      std::vector<acc_t<T>> acc(C);
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t b = r / H, y = r % H;
+        std::fill(acc.begin(), acc.end(), acc_t<T>(0));
+        for (int64_t xw = 0; xw < W; ++xw) accumulate_row<T>(X + (r * W + xw) * C, acc.data(), C);
+        for (int64_t c = 0; c < C; ++c) sums[(b * C + c) * H + y] = acc[c];
+      }
+    });
+  }
+}
+
+// Row maxima and their columns, scanning columns in order with PyTorch's rule.
+template <typename T>
+void row_maxima(const at::Tensor& x, acc_t<T>* maxima, int64_t* cols, Layout layout) {
+  using acc = acc_t<T>;
+  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const T* X = x.const_data_ptr<T>();
+  const acc lowest = -std::numeric_limits<acc>::infinity();
+  if (layout == Layout::NCHW) {
+    at::parallel_for(0, B * C * H, grain_for(W), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const T* row = X + r * W;
+        acc best = lowest;
+        int64_t arg = 0;
+        for (int64_t xw = 0; xw < W; ++xw) {
+          const acc v = static_cast<acc>(row[xw]);
+          if (math::takes_max(v, best)) {
+            best = v;
+            arg = xw;
+          }
+        }
+        maxima[r] = best;
+        cols[r] = arg;
+      }
+    });
+  } else {
+    at::parallel_for(0, B * H, grain_for(W * C), [&](int64_t begin, int64_t end) {
+      std::vector<acc> best(C);
+      std::vector<int64_t> arg(C);
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t b = r / H, y = r % H;
+        std::fill(best.begin(), best.end(), lowest);
+        std::fill(arg.begin(), arg.end(), 0);
+        for (int64_t xw = 0; xw < W; ++xw) {
+          const T* px = X + (r * W + xw) * C;
+          for (int64_t c = 0; c < C; ++c) {
+            const acc v = static_cast<acc>(px[c]);
+            if (math::takes_max(v, best[c])) {
+              best[c] = v;
+              arg[c] = xw;
+            }
+          }
+        }
+        for (int64_t c = 0; c < C; ++c) {
+          maxima[(b * C + c) * H + y] = best[c];
+          cols[(b * C + c) * H + y] = arg[c];
+        }
+      }
+    });
+  }
+}
+
+template <typename T>
+void pool_forward(const at::Tensor& x, int64_t rows, bool is_max, Layout layout, at::Tensor& out,
+                  at::Tensor& indices) {
+  using acc = acc_t<T>;
+  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const auto acc_opts = x.options().dtype(c10::CppTypeToScalarType<acc>::value);
+  at::Tensor stats = at::empty({B, C, H}, acc_opts);
+  acc* S = stats.mutable_data_ptr<acc>();
+  T* O = out.mutable_data_ptr<T>();
+  if (!is_max) {
+    row_sums<T>(x, S, layout);
+    at::parallel_for(0, B * C, grain_for(H, 4096), [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        for (int64_t i = 0; i < rows; ++i) {
+          const int64_t y0 = math::bin_start(i, rows, H), y1 = math::bin_end(i, rows, H);
+          acc s = 0;
+          for (int64_t y = y0; y < y1; ++y) s += S[p * H + y];
+          O[p * rows + i] = static_cast<T>(s / static_cast<acc>((y1 - y0) * W));
+        }
+      }
+    });
+    return;
+  }
+  at::Tensor col_t = at::empty({B, C, H}, x.options().dtype(at::kLong));
+  int64_t* cols = col_t.mutable_data_ptr<int64_t>();
+  int64_t* I = indices.mutable_data_ptr<int64_t>();
+  row_maxima<T>(x, S, cols, layout);
+  at::parallel_for(0, B * C, grain_for(H, 4096), [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t y0 = math::bin_start(i, rows, H), y1 = math::bin_end(i, rows, H);
+        acc best = -std::numeric_limits<acc>::infinity();
+        int64_t arg = y0 * W;
+        for (int64_t y = y0; y < y1; ++y) {
+          if (math::takes_max(S[p * H + y], best)) {
+            best = S[p * H + y];
+            arg = y * W + cols[p * H + y];
+          }
+        }
+        O[p * rows + i] = static_cast<T>(best);
+        I[p * rows + i] = arg;
+      }
+    }
+  });
+}
+
+// Gradient of mean pooling at row y: the bins holding y, each spread over its area.
+template <typename T>
+inline acc_t<T> mean_grad_of_row(const T* g, int64_t y, int64_t rows, int64_t H, int64_t W) {
+  acc_t<T> v = 0;
+  const int64_t i1 = math::last_bin_of_row(y, rows, H);
+  for (int64_t i = math::first_bin_of_row(y, rows, H); i < i1; ++i) {
+    const int64_t count = math::bin_end(i, rows, H) - math::bin_start(i, rows, H);
+    v += static_cast<acc_t<T>>(g[i]) / static_cast<acc_t<T>>(count * W);
+  }
+  return v;
+}
+
+template <typename T>
+void pool_backward(const at::Tensor& grad, const at::Tensor& indices, bool is_max, Layout layout,
+                   at::Tensor& gx) {
+  using acc = acc_t<T>;
+  const int64_t B = gx.size(0), C = gx.size(1), H = gx.size(2), W = gx.size(3);
+  const int64_t rows = grad.size(2);
+  const T* G = grad.const_data_ptr<T>();
+  const int64_t* I = is_max ? indices.const_data_ptr<int64_t>() : nullptr;
+  T* GX = gx.mutable_data_ptr<T>();
+  if (layout == Layout::NCHW) {
+    at::parallel_for(0, B * C * H, grain_for(W), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t p = r / H, y = r % H;
+        T* row = GX + r * W;
+        if (!is_max) {
+          fill_row<T>(row, mean_grad_of_row<T>(G + p * rows, y, rows, H, W), W);
+          continue;
+        }
+        fill_row<T>(row, acc(0), W);
+        const int64_t i1 = math::last_bin_of_row(y, rows, H);
+        for (int64_t i = math::first_bin_of_row(y, rows, H); i < i1; ++i) {
+          const int64_t idx = I[p * rows + i];
+          if (idx / W == y)
+            row[idx % W] = static_cast<T>(static_cast<acc>(row[idx % W]) +
+                                          static_cast<acc>(G[p * rows + i]));
+        }
+      }
+    });
+    return;
+  }
+  at::parallel_for(0, B * H, grain_for(W * C), [&](int64_t begin, int64_t end) {
+    std::vector<acc> v(C);
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t b = r / H, y = r % H;
+      T* block = GX + r * W * C;  // the (W, C) block of image row y
+      if (!is_max) {
+        for (int64_t c = 0; c < C; ++c)
+          v[c] = mean_grad_of_row<T>(G + (b * C + c) * rows, y, rows, H, W);
+        for (int64_t xw = 0; xw < W; ++xw) store_row<T>(v.data(), block + xw * C, C);
+        continue;
+      }
+      fill_row<T>(block, acc(0), W * C);
+      const int64_t i0 = math::first_bin_of_row(y, rows, H), i1 = math::last_bin_of_row(y, rows, H);
+      for (int64_t c = 0; c < C; ++c) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t idx = I[(b * C + c) * rows + i];
+          if (idx / W != y) continue;
+          T& dst = block[(idx % W) * C + c];
+          dst = static_cast<T>(static_cast<acc>(dst) + static_cast<acc>(G[(b * C + c) * rows + i]));
+        }
+      }
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> width_pool_cpu(const at::Tensor& x_in, int64_t rows,
+                                                  c10::string_view mode) {
+  check_width_pool(x_in, rows, mode);
+  const bool is_max = parse_pool_mode("hanet.width_pool", mode);
+  const at::Tensor x = to_supported_layout(x_in);
+  const Layout layout = layout_of(x);
+  at::Tensor out = at::empty({x.size(0), x.size(1), rows}, x.options());
+  at::Tensor indices = is_max ? at::empty({x.size(0), x.size(1), rows}, x.options().dtype(at::kLong))
+                              : at::empty({0}, x.options().dtype(at::kLong));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "hanet_width_pool_cpu",
+                                  [&] { pool_forward<scalar_t>(x, rows, is_max, layout, out, indices); });
+  return {out, indices};
+}
+
+at::Tensor width_pool_backward_cpu(const at::Tensor& grad_in, const at::Tensor& indices_in,
+                                   int64_t height, int64_t width, c10::string_view mode,
+                                   bool channels_last) {
+  check_width_pool_backward(grad_in, indices_in, height, width, mode);
+  const bool is_max = parse_pool_mode("hanet.width_pool_backward", mode);
+  const at::Tensor grad = grad_in.contiguous();
+  const at::Tensor indices = is_max ? indices_in.contiguous() : indices_in;
+  const Layout layout = channels_last ? Layout::NHWC : Layout::NCHW;
+  at::Tensor gx = at::empty({grad.size(0), grad.size(1), height, width},
+                            grad.options().memory_format(memory_format_of(layout)));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(),
+                                  "hanet_width_pool_backward_cpu",
+                                  [&] { pool_backward<scalar_t>(grad, indices, is_max, layout, gx); });
+  return gx;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(hanet, CPU, m) {
+  m.impl("width_pool", &width_pool_cpu);
+  m.impl("width_pool_backward", &width_pool_backward_cpu);
+}
+
+}  // namespace cpu
+}  // namespace hanet

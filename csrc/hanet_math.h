@@ -1,0 +1,101 @@
+// Per-element math shared by the CPU and CUDA kernels (host-and-device functions).
+//
+// Every index rule here is PyTorch's own, so that the fused kernels agree with
+// adaptive pooling and F.interpolate(mode="linear", align_corners=False).  The CPU
+// kernels call exactly these functions, so CPU tests exercise the CUDA index math.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define HANET_HD __host__ __device__ __forceinline__
+#else
+#define HANET_HD inline
+#endif
+
+namespace hanet {
+namespace math {
+
+// ---- adaptive pooling bins ------------------------------------------------
+// Bin i of `out` bins over `in` rows covers [bin_start, bin_end):
+// [floor(i*in/out), ceil((i+1)*in/out)).  Bins overlap, and repeat rows when in < out.
+HANET_HD int64_t bin_start(int64_t i, int64_t out, int64_t in) {
+  return (i * in) / out;
+}
+HANET_HD int64_t bin_end(int64_t i, int64_t out, int64_t in) {
+  return ((i + 1) * in + out - 1) / out;
+}
+// The bins that contain input row h are exactly [bin_start(h, in, out), bin_end(h, in, out)):
+// the same rule with `in` and `out` swapped (used by the gather-style backward passes).
+HANET_HD int64_t first_bin_of_row(int64_t h, int64_t out, int64_t in) {
+  return bin_start(h, in, out);
+}
+HANET_HD int64_t last_bin_of_row(int64_t h, int64_t out, int64_t in) {
+  return bin_end(h, in, out);  // exclusive
+}
+
+// ---- linear interpolation, align_corners=False ----------------------------
+// Output index `dst` of `out_size` reads input rows i0 and i1 with weights w0, w1.
+template <typename acc_t>
+struct LinearTap {
+  int64_t i0;
+  int64_t i1;
+  acc_t w0;
+  acc_t w1;
+};
+
+template <typename acc_t>
+HANET_HD LinearTap<acc_t> linear_tap(int64_t dst, int64_t in_size, int64_t out_size) {
+  // PyTorch: scale = in/out; src = max(scale*(dst+0.5)-0.5, 0); i0 = (int)src.
+  const acc_t scale = static_cast<acc_t>(in_size) / static_cast<acc_t>(out_size);
+  acc_t src = scale * (static_cast<acc_t>(dst) + static_cast<acc_t>(0.5)) - static_cast<acc_t>(0.5);
+  if (src < static_cast<acc_t>(0)) src = static_cast<acc_t>(0);
+  int64_t i0 = static_cast<int64_t>(src);
+  if (i0 > in_size - 1) i0 = in_size - 1;
+  acc_t lambda = src - static_cast<acc_t>(i0);
+  if (lambda > static_cast<acc_t>(1)) lambda = static_cast<acc_t>(1);
+  LinearTap<acc_t> t;
+  t.i0 = i0;
+  t.i1 = (i0 < in_size - 1) ? i0 + 1 : i0;
+  t.w1 = lambda;
+  t.w0 = static_cast<acc_t>(1) - lambda;
+  return t;
+}
+
+// Adjoint of linear interpolation for one row: grad_in[0..in_size) receives the
+// weighted sum of grad[0..out_size).  Serial, so it is deterministic.
+template <typename acc_t, typename grad_t>
+HANET_HD void linear_backward_row(const grad_t* grad, int64_t out_size, acc_t* grad_in,
+                                  int64_t in_size) {
+  for (int64_t j = 0; j < in_size; ++j) grad_in[j] = static_cast<acc_t>(0);
+  for (int64_t i = 0; i < out_size; ++i) {
+    const LinearTap<acc_t> t = linear_tap<acc_t>(i, in_size, out_size);
+    const acc_t g = static_cast<acc_t>(grad[i]);
+    grad_in[t.i0] += t.w0 * g;
+    grad_in[t.i1] += t.w1 * g;
+  }
+}
+
+// ---- sigmoid ---------------------------------------------------------------
+HANET_HD float sigmoid(float x) { return 1.0f / (1.0f + ::expf(-x)); }
+HANET_HD double sigmoid(double x) { return 1.0 / (1.0 + ::exp(-x)); }
+
+// Attention at output row `dst`: linear interpolation of sigmoid(logits[0..in_size)).
+template <typename acc_t, typename load_t>
+HANET_HD acc_t interp_sigmoid(const load_t* logits, int64_t dst, int64_t in_size,
+                              int64_t out_size) {
+  const LinearTap<acc_t> t = linear_tap<acc_t>(dst, in_size, out_size);
+  const acc_t s0 = sigmoid(static_cast<acc_t>(logits[t.i0]));
+  const acc_t s1 = sigmoid(static_cast<acc_t>(logits[t.i1]));
+  return t.w0 * s0 + t.w1 * s1;
+}
+
+// Max-pool comparison: PyTorch takes a new maximum when strictly greater, or NaN.
+template <typename acc_t>
+HANET_HD bool takes_max(acc_t val, acc_t cur) {
+  return (val > cur) || (val != val);
+}
+
+}  // namespace math
+}  // namespace hanet
