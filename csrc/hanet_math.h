@@ -97,5 +97,65 @@ HANET_HD bool takes_max(acc_t val, acc_t cur) {
   return (val > cur) || (val != val);
 }
 
+// Merges a partial arg-max state (other_val, other_idx) into (val, idx).  Each state is
+// a `takes_max` scan, in flat-index order, of its own subset of one bin, started from
+// (-inf, the bin's first index).  The merge equals one scan over the union (the last NaN
+// if there is one, else the first maximum), whatever the subsets and the merge order, so
+// parallel reductions (warp shuffles, shared-memory trees, split partials) can use it.
+template <typename acc_t>
+HANET_HD void merge_max(acc_t& val, int64_t& idx, acc_t other_val, int64_t other_idx) {
+  // The state at the larger index is the one scanned second.  Equal indices only meet
+  // when one state is still the untouched start, which any taken element replaces.
+  const bool take = (other_idx >= idx) ? takes_max(other_val, val) : !takes_max(val, other_val);
+  if (take) {
+    val = other_val;
+    idx = other_idx;
+  }
+}
+
+// ---- adjoint of linear interpolation as a gather ----------------------------
+// First output index in [0, out_size] whose tap has i0 >= src (out_size if none).
+// linear_tap's i0 is non-decreasing in dst, so a binary search on linear_tap itself
+// finds it, and the gather below agrees with the forward taps exactly.
+template <typename acc_t>
+HANET_HD int64_t first_dst_reading_at_least(int64_t src, int64_t in_size, int64_t out_size) {
+  int64_t lo = 0, hi = out_size;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (linear_tap<acc_t>(mid, in_size, out_size).i0 >= src) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  return lo;
+}
+
+// The outputs whose taps read input row `src` are exactly [*begin, *end): those with
+// i0 == src - 1 (reading src through i1) or i0 == src.
+template <typename acc_t>
+HANET_HD void dst_range_reading(int64_t src, int64_t in_size, int64_t out_size, int64_t* begin,
+                                int64_t* end) {
+  *begin = src > 0 ? first_dst_reading_at_least<acc_t>(src - 1, in_size, out_size) : 0;
+  *end = first_dst_reading_at_least<acc_t>(src + 1, in_size, out_size);
+}
+
+// grad_in[src] of linear interpolation, gathered over the outputs that read src.  The
+// terms are those linear_backward_row adds into grad_in[src], in the same (dst) order.
+template <typename acc_t, typename grad_t>
+HANET_HD acc_t linear_backward_at(const grad_t* grad, int64_t out_size, int64_t src,
+                                  int64_t in_size) {
+  int64_t begin = 0, end = 0;
+  dst_range_reading<acc_t>(src, in_size, out_size, &begin, &end);
+  acc_t acc = static_cast<acc_t>(0);
+  for (int64_t dst = begin; dst < end; ++dst) {
+    const LinearTap<acc_t> t = linear_tap<acc_t>(dst, in_size, out_size);
+    const acc_t g = static_cast<acc_t>(grad[dst]);
+    if (t.i0 == src) acc += t.w0 * g;
+    if (t.i1 == src) acc += t.w1 * g;
+  }
+  return acc;
+}
+
 }  // namespace math
 }  // namespace hanet

@@ -1,0 +1,62 @@
+"""Public entry points of the HANet ops: validate, pick a backend, call it."""
+from __future__ import annotations
+
+import torch
+
+from . import _extension, _library, _validate, reference
+from .dispatch import resolve, triton_ops
+
+if _extension.extension_loaded():
+    _library.register_fakes("hanet")
+    _library.register_autograd("hanet")
+
+
+def _kernels(backend: str):
+    return triton_ops() if backend == "triton" else torch.ops.hanet
+
+
+def width_pool(
+    x: torch.Tensor, rows: int, mode: str = "mean", backend: str | None = None
+) -> torch.Tensor:
+    """Pool each row band of ``x`` over the width: (B, C, H, W) -> (B, C, rows).
+
+    Equal to ``F.adaptive_avg_pool2d(x, (rows, 1))`` (``mode="mean"``) or
+    ``F.adaptive_max_pool2d(x, (rows, 1))`` (``mode="max"``) with the last dim
+    squeezed: output row i pools input rows [floor(i*H/rows), ceil((i+1)*H/rows))
+    over all W columns, so rows > H repeats input rows.  Differentiable; the max
+    gradient goes to the arg-max element.  ``x`` may be NCHW or channels_last.
+    """
+    _validate.width_pool(x, rows, mode)
+    backend = resolve(backend, x.device)
+    if backend == "reference":
+        return reference.width_pool(x, rows, mode)
+    return _kernels(backend).width_pool(x, rows, mode)[0]
+
+
+def height_interp(a: torch.Tensor, size: int, backend: str | None = None) -> torch.Tensor:
+    """Linearly resample the last dim: (B, C, h) -> (B, C, size).
+
+    Equal to ``F.interpolate(a, size, mode="linear", align_corners=False)``.
+    """
+    _validate.height_interp(a, size)
+    backend = resolve(backend, a.device)
+    if backend == "reference":
+        return reference.height_interp(a, size)
+    return _kernels(backend).height_interp(a, size)
+
+
+def attention_rescale(
+    feat: torch.Tensor, logits: torch.Tensor, backend: str | None = None
+) -> torch.Tensor:
+    """HANet's rescale: ``feat * height_interp(sigmoid(logits), H)[..., None]``.
+
+    feat (B, C, H, W) (NCHW or channels_last, kept in the output), logits (B, C, h):
+    the attention of each row of each channel, broadcast over the width.  Sigmoid
+    first, then interpolation, as the original.  One pass over ``feat``; the
+    backward returns both gradients from one pass over ``grad`` and ``feat``.
+    """
+    _validate.attention_rescale(feat, logits)
+    backend = resolve(backend, feat.device)
+    if backend == "reference":
+        return reference.attention_rescale(feat, logits)
+    return _kernels(backend).attention_rescale(feat, logits)
