@@ -12,6 +12,7 @@
 
 #include "../checks.h"
 #include "../hanet_math.h"
+#include "alloc.h"
 #include "vec_io.h"
 
 namespace hanet {
@@ -152,7 +153,8 @@ at::Tensor attention_rescale_cpu(const at::Tensor& feat_in, const at::Tensor& lo
   const at::Tensor feat = to_supported_layout(feat_in);
   const at::Tensor logits = logits_in.contiguous();
   const Layout layout = layout_of(feat);
-  at::Tensor out = at::empty(feat.sizes(), feat.options().memory_format(memory_format_of(layout)));
+  at::Tensor out =
+      empty_streaming_output(feat.sizes(), feat.options().memory_format(memory_format_of(layout)));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, feat.scalar_type(),
                                   "hanet_attention_rescale_cpu",
                                   [&] { forward_kernel<scalar_t>(feat, logits, out, layout); });
@@ -169,7 +171,7 @@ std::tuple<at::Tensor, at::Tensor> attention_rescale_backward_cpu(const at::Tens
   // grad must share feat's layout so both stream in the same order (copies only if not).
   const at::Tensor grad = grad_in.contiguous(fmt);
   const at::Tensor logits = logits_in.contiguous();
-  at::Tensor grad_feat = at::empty(feat.sizes(), feat.options().memory_format(fmt));
+  at::Tensor grad_feat = empty_streaming_output(feat.sizes(), feat.options().memory_format(fmt));
   at::Tensor grad_logits = at::empty(logits.sizes(), logits.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, feat.scalar_type(), "hanet_attention_rescale_backward_cpu", [&] {

@@ -15,6 +15,7 @@
 
 #include "../checks.h"
 #include "../hanet_math.h"
+#include "alloc.h"
 #include "vec_io.h"
 
 namespace hanet {
@@ -228,8 +229,8 @@ at::Tensor width_pool_backward_cpu(const at::Tensor& grad_in, const at::Tensor& 
   const at::Tensor grad = grad_in.contiguous();
   const at::Tensor indices = is_max ? indices_in.contiguous() : indices_in;
   const Layout layout = channels_last ? Layout::NHWC : Layout::NCHW;
-  at::Tensor gx = at::empty({grad.size(0), grad.size(1), height, width},
-                            grad.options().memory_format(memory_format_of(layout)));
+  at::Tensor gx = empty_streaming_output({grad.size(0), grad.size(1), height, width},
+                                         grad.options().memory_format(memory_format_of(layout)));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(),
                                   "hanet_width_pool_backward_cpu",
                                   [&] { pool_backward<scalar_t>(grad, indices, is_max, layout, gx); });

@@ -312,7 +312,7 @@ def _rescale_bwd_nhwc_kernel(grad_ptr, feat_ptr, logits_ptr, gfeat_ptr, part_ptr
         f = tl.load(feat_ptr + offs, mask=m, other=0.0).to(ACC)
         tl.store(gfeat_ptr + offs, (g * a[None, :]).to(gfeat_ptr.dtype.element_ty), mask=m)
         acc += tl.sum(g * f, axis=0)
-    R = BH * C  # = B*C*H
+    R = tl.cast(BH, tl.int64) * C  # = B*C*H
     p_offs = sp.to(tl.int64) * R + (b * C + c) * H + hh
     tl.store(part_ptr + p_offs, acc, mask=cmask)
 
@@ -331,7 +331,7 @@ def _max_chunk(v, valid, pos, cur, cur_idx, AXIS: tl.constexpr):
     running state under the same rule.  ``pos`` holds the flat indices of ``v``.
     """
     isn = (v != v) & valid
-    vm = tl.where(isn | (valid == 0), float("-inf"), v)
+    vm = tl.where(valid, tl.where(isn, float("-inf"), v), float("-inf"))
     cmax = tl.max(vm, axis=AXIS)
     has_nan = tl.max(isn.to(tl.int32), axis=AXIS) > 0
     nan_pos = tl.max(tl.where(isn, pos, -1), axis=AXIS)
@@ -693,13 +693,13 @@ def _warps(tile: int) -> int:
     return 8 if tile >= 4096 else 4
 
 
-def pick_block(n: int, hi: int, lo: int = 16) -> int:
+def pick_block(n: int, hi: int, lo: int = 16, single: float = 0.5) -> int:
     """Power-of-two block for a dimension of size n: one block covering n when that
-    keeps at least half the lanes busy, else the largest block in [lo, hi] that keeps
-    >= 75% busy over ceil(n/block) blocks (lo if none)."""
+    keeps at least ``single`` of the lanes busy, else the largest block in [lo, hi]
+    that keeps >= 75% busy over ceil(n/block) blocks (lo if none)."""
     n = int(n)
     p = _next_pow2(n)
-    if p <= hi and n / p >= 0.5:
+    if p <= hi and n / p >= single:
         return p
     best = lo
     b = lo
@@ -823,13 +823,13 @@ def plan_width_pool(B: int, C: int, H: int, W: int, rows: int, mode: str, dtype:
     and pidx (int64), both (n_split, B*C*rows)."""
     is_max = mode == "max"
     tile = _tile_elems(dtype)
-    max_kh = max(((i + 1) * H + rows - 1) // rows - (i * H) // rows for i in _bin_probe(rows))
+    max_kh = _max_bin_rows(H, rows)
     idx_role = "idx" if is_max else "out"
     idx_dtype = torch.int64 if is_max else dtype
     if not _check_layout(layout):
         nseg = B * C * rows
         max_len = max_kh * W
-        bl = pick_block(max_len, 1024, lo=16)
+        bl = pick_block(max_len, 1024, lo=16, single=0.75)
         bs = _rows_block(tile, bl, nseg)
         return Plan([Launch(
             _pool_nchw_kernel, (_cdiv(nseg, bs),),
@@ -872,10 +872,13 @@ def plan_width_pool(B: int, C: int, H: int, W: int, rows: int, mode: str, dtype:
     return Plan([main, finish], temps=temps)
 
 
-def _bin_probe(rows: int) -> Sequence[int]:
-    # The longest bin: bin lengths take at most two adjacent values (plus the rounding
-    # of the last one); probing every bin is exact and cheap for HANet's row counts.
-    return range(rows) if rows <= 4096 else range(0, rows, max(1, rows // 4096))
+def _max_bin_rows(H: int, rows: int) -> int:
+    """Rows of the longest adaptive bin (exact; an upper bound for huge ``rows``)."""
+    if H % rows == 0:
+        return H // rows
+    if rows > 65536:
+        return _cdiv(H, rows) + 1
+    return max(((i + 1) * H + rows - 1) // rows - (i * H) // rows for i in range(rows))
 
 
 def plan_width_pool_backward(B: int, C: int, rows: int, H: int, W: int, mode: str,

@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m hanet.bench ops` (kernel micro-benchmarks)."""
