@@ -1,0 +1,174 @@
+"""DeepLabV3+ with HANet sites, computing exactly what the original computes.
+
+Module names and order follow the original (``layer0``..``layer4``, ``aspp``,
+``bot_fine``, ``bot_aspp``, ``final1``, ``final2``, ``dsn``, ``hanet0``..``hanet4``),
+so the official checkpoints load without renaming.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbones import build_trunk
+from .config import ModelConfig
+from .hanet_module import HANet
+from .pos_encoding import check_pos_h, whole_frame_positions
+
+
+def _upsample(x: torch.Tensor, size) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+
+
+def _conv_bn_relu(cin: int, cout: int, k: int = 1, dilation: int = 1) -> nn.Sequential:
+    pad = dilation * (k // 2)
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=pad, dilation=dilation, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class ImagePoolBatchNorm(nn.BatchNorm2d):
+    """BN of the ASPP image-pooling branch.
+
+    After global pooling it sees one value per channel and image, so training with
+    one image per process (one GPU, or CPU) cannot compute batch statistics (the
+    original crashes there).  With a single value per channel this BN normalises
+    with its running statistics and leaves them unchanged; with more it is a
+    plain BatchNorm2d.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                False, 0.0, self.eps)
+        return super().forward(x)
+
+
+class ASPP(nn.Module):
+    """Atrous spatial pyramid pooling: [image pooling, 1x1, three 3x3 atrous] -> 1280."""
+
+    def __init__(self, in_channels: int, output_stride: int, depth: int = 256, rates=(6, 12, 18)):
+        super().__init__()
+        scale = {4: 4, 8: 2, 16: 1}.get(output_stride)
+        rates = [r * scale for r in rates] if scale else [r // 2 for r in rates]  # OS32 halves
+        self.features = nn.ModuleList(
+            [_conv_bn_relu(in_channels, depth, 1)] + [_conv_bn_relu(in_channels, depth, 3, r) for r in rates]
+        )
+        self.img_pooling = nn.AdaptiveAvgPool2d(1)
+        self.img_conv = nn.Sequential(nn.Conv2d(in_channels, depth, 1, bias=False),
+                                      ImagePoolBatchNorm(depth), nn.ReLU(inplace=True))
+        self.out_channels = depth * (len(rates) + 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = _upsample(self.img_conv(self.img_pooling(x)), x.shape[2:])
+        return torch.cat([pooled] + [f(x) for f in self.features], dim=1)
+
+
+def initialize_weights(*modules: nn.Module) -> None:
+    """The original's initialisation of the new (non-trunk) parts."""
+    for module in modules:
+        for m in module.modules():
+            if isinstance(m, (nn.Conv2d, nn.Conv1d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm, nn.GroupNorm)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+
+class DeepLabV3Plus(nn.Module):
+    """DeepLabV3+ with up to five HANet sites (``config.hanet``).
+
+    ``forward(images, pos_h=None, return_attention=False)``:
+      * eval mode: logits (B, classes, H, W) at input resolution;
+      * training mode: logits, or ``(logits, aux_logits)`` when the aux head exists;
+      * with ``return_attention`` the list of each active site's attention
+        (B, C_h, H_h) is appended (a tuple ``(..., attentions)``).
+    ``pos_h``: the row-position map (row // 8 of the 1024-row frame), (B, H) or
+    (B, H, W) at any resolution; None treats the input as a whole frame.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        stages, ch = build_trunk(config.trunk, config.output_stride)
+        self.layer0, self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.aspp = ASPP(ch.final, config.output_stride)
+        self.bot_fine = _conv_bn_relu(ch.low_level, 48, 1)
+        self.bot_aspp = _conv_bn_relu(self.aspp.out_channels, 256, 1)
+        self.final1 = nn.Sequential(
+            nn.Conv2d(304, 256, 3, padding=1, bias=False), nn.BatchNorm2d(256), nn.ReLU(inplace=True),
+            nn.Conv2d(256, 256, 3, padding=1, bias=False), nn.BatchNorm2d(256), nn.ReLU(inplace=True),
+        )
+        self.final2 = nn.Sequential(nn.Conv2d(256, config.num_classes, 1, bias=True))
+        if config.aux_loss:
+            self.dsn = nn.Sequential(
+                nn.Conv2d(ch.prev_final, 512, 3, padding=1, bias=True), nn.BatchNorm2d(512), nn.ReLU(inplace=True),
+                nn.Dropout2d(0.1), nn.Conv2d(512, config.num_classes, 1, bias=True),
+            )
+            initialize_weights(self.dsn)
+        else:
+            self.dsn = None
+        # (x_low channels -> x_high channels) of the five sites.
+        site_channels = [(ch.prev_final, ch.final), (ch.final, self.aspp.out_channels),
+                         (self.aspp.out_channels, 256), (304, 256), (256, config.num_classes)]
+        k, r, layers = config.hanet_set
+        for i, (c_low, c_high) in enumerate(site_channels):
+            site = None
+            if config.hanet[i]:
+                site = HANet(c_low, c_high, kernel_size=k, r_factor=r, layers=layers,
+                             pos_injection=config.hanet_pos[0], pos_encoding=config.pos_encoding,
+                             pos_rfactor=config.pos_rfactor,
+                             pooling="max" if i == 4 else config.pooling,  # site 4: always max, as the original
+                             dropout=config.dropout, pos_noise=config.pos_noise, backend=config.backend)
+                initialize_weights(site)
+            setattr(self, f"hanet{i}", site)
+        initialize_weights(self.aspp, self.bot_aspp, self.bot_fine, self.final1, self.final2)
+
+    def hanet_sites(self) -> list[nn.Module]:
+        return [m for m in (self.hanet0, self.hanet1, self.hanet2, self.hanet3, self.hanet4) if m is not None]
+
+    def _site(self, i, x_low, x_high, pos_h, attentions):
+        site = getattr(self, f"hanet{i}")
+        if site is None:
+            return x_high
+        if attentions is None:
+            return site(x_low, x_high, pos_h)
+        out, att = site(x_low, x_high, pos_h, return_attention=True)
+        attentions.append(att)
+        return out
+
+    def forward(self, images: torch.Tensor, pos_h: torch.Tensor | None = None, return_attention: bool = False):
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"DeepLabV3Plus: images must be (B, 3, H, W), got shape {tuple(images.shape)}")
+        B, _, H, W = images.shape
+        if pos_h is None:
+            pos_h = whole_frame_positions(B, H, images.device)
+        else:
+            pos_h = check_pos_h(pos_h, B, "DeepLabV3Plus")
+        attentions = [] if return_attention else None
+
+        x = self.layer0(images)
+        low_level = x = self.layer1(x)
+        x = self.layer2(x)
+        aux_in = x = self.layer3(x)
+        x = self.layer4(x)
+        x = self._site(0, aux_in, x, pos_h, attentions)
+        represent = x
+        x = self.aspp(x)
+        x = self._site(1, represent, x, pos_h, attentions)
+        dec0_up = self.bot_aspp(x)
+        dec0_up = self._site(2, x, dec0_up, pos_h, attentions)
+        dec0 = torch.cat([self.bot_fine(low_level), _upsample(dec0_up, low_level.shape[2:])], dim=1)
+        dec1 = self.final1(dec0)
+        dec1 = self._site(3, dec0, dec1, pos_h, attentions)
+        dec2 = self.final2(dec1)
+        dec2 = self._site(4, dec1, dec2, pos_h, attentions)
+        logits = _upsample(dec2, (H, W))
+
+        out = [logits]
+        if self.training and self.dsn is not None:
+            out.append(self.dsn(aux_in))
+        if return_attention:
+            out.append(attentions)
+        return out[0] if len(out) == 1 else tuple(out)

@@ -1,0 +1,179 @@
+"""The HANet add-on module: height-driven attention for any network.
+
+From a low-level feature map ``x_low`` it computes, for every channel of a
+higher-level map ``x_high`` and every row, an attention weight in (0, 1), and
+rescales ``x_high`` with it (broadcast over the width).  Width pooling and the
+rescale run on the fused ops of :mod:`hanet.ops`.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import hanet.ops as hops
+
+from .pos_encoding import FRAME_ROWS, HeightPositionTable, check_pos_h, mid_channels, whole_frame_positions
+
+_ENCODINGS = ("sinusoid", "learned", None)
+
+
+class HANet(nn.Module):
+    """Height-driven attention (one HANet "site").
+
+    Args:
+        in_channels: channels C_l of ``x_low`` (attention is computed from it).
+        out_channels: channels C_h of ``x_high`` (the map that is rescaled).
+        kernel_size: kernel of the last 1-D conv (the original's ``hanet_set[0]``).
+        r_factor: channel reduction r of the first conv: ceil(C_l / r) channels, or
+            C_l * |r| when negative (``hanet_set[1]``; the best recipe uses 64).
+        layers: 1-D conv layers, 2 or 3 (``hanet_set[2]``).
+        pos_injection: where the positional term is added: 1 = on the pooled features
+            before the first conv, 2 = after it (``hanet_pos[0]``).
+        pos_encoding: "sinusoid" (fixed, ``hanet_pos[1]=1``), "learned"
+            (``hanet_pos[1]=0``) or None (no positional term).
+        pos_rfactor: f; the module pools to 128 // f rows (``pos_rfactor``).
+        pooling: "mean" or "max" width pooling.
+        dropout: channel dropout on the pooled features while training.
+        pos_noise: std of the integer noise added to positions while training.
+        backend: op backend of :mod:`hanet.ops` (None: the fastest available).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        r_factor: int = 64,
+        layers: int = 3,
+        pos_injection: int = 2,
+        pos_encoding: str | None = "sinusoid",
+        pos_rfactor: int = 8,
+        pooling: str = "mean",
+        dropout: float = 0.0,
+        pos_noise: float = 0.0,
+        backend: str | None = None,
+    ):
+        super().__init__()
+        for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"HANet: {name} must be a positive int, got {v!r}")
+        if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"HANet: kernel_size must be a positive odd int, got {kernel_size!r}")
+        if not isinstance(r_factor, int) or r_factor == 0:
+            raise ValueError(
+                f"HANet: r_factor must be a non-zero int (the official best recipe uses 64, "
+                f"hanet_set=[3, 64, 3]), got {r_factor!r}"
+            )
+        if layers not in (2, 3):
+            raise ValueError(f"HANet: layers must be 2 or 3, got {layers!r}")
+        if pos_injection not in (1, 2):
+            raise ValueError(f"HANet: pos_injection must be 1 (before the first conv) or 2 (after it), got {pos_injection!r}")
+        if pos_encoding not in _ENCODINGS:
+            raise ValueError(f'HANet: pos_encoding must be "sinusoid", "learned" or None, got {pos_encoding!r}')
+        if not isinstance(pos_rfactor, int) or not 1 <= pos_rfactor <= FRAME_ROWS:
+            raise ValueError(f"HANet: pos_rfactor must be an int in [1, 128] (128 // pos_rfactor rows), got {pos_rfactor!r}")
+        if pooling not in ("mean", "max"):
+            raise ValueError(f'HANet: pooling must be "mean" or "max", got {pooling!r}')
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"HANet: dropout must be in [0, 1), got {dropout!r}")
+        if pos_noise < 0:
+            raise ValueError(f"HANet: pos_noise must be >= 0, got {pos_noise!r}")
+
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.rows = FRAME_ROWS // pos_rfactor
+        self.pooling = pooling
+        self.dropout = float(dropout)
+        self.layers = layers
+        self.pos_injection = pos_injection
+        self.backend = backend
+        m1 = mid_channels(in_channels, r_factor)
+        # Module names and order follow the original, so its checkpoints load as they are.
+        # BatchNorm1d: the original's BN runs on (B, C, rows) tensors; same math and keys.
+        self.attention_first = nn.Sequential(
+            nn.Conv1d(in_channels, m1, 1, bias=False), nn.BatchNorm1d(m1), nn.ReLU(inplace=True)
+        )
+        if layers == 2:
+            self.attention_second = nn.Sequential(
+                nn.Conv1d(m1, out_channels, kernel_size, padding=kernel_size // 2, bias=True)
+            )
+        else:
+            self.attention_second = nn.Sequential(
+                nn.Conv1d(m1, 2 * m1, 3, padding=1, bias=True), nn.BatchNorm1d(2 * m1), nn.ReLU(inplace=True)
+            )
+            self.attention_third = nn.Sequential(
+                nn.Conv1d(2 * m1, out_channels, kernel_size, padding=kernel_size // 2, bias=True)
+            )
+        self.pos_encoding = pos_encoding
+        if pos_encoding is not None:
+            table = HeightPositionTable(pos_rfactor, in_channels if pos_injection == 1 else m1, pos_encoding, pos_noise)
+            setattr(self, "pos_emb1d_1st" if pos_injection == 1 else "pos_emb1d_2nd", table)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The original's initialisation: Kaiming normal convs, zero biases, BN (1, 0)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv1d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm1d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def _position_table(self):
+        if self.pos_encoding is None:
+            return None
+        return self.pos_emb1d_1st if self.pos_injection == 1 else self.pos_emb1d_2nd
+
+    def attention_logits(self, x_low: torch.Tensor, pos_h: torch.Tensor | None = None) -> torch.Tensor:
+        """The (B, C_h, 128 // pos_rfactor) attention logits, before the sigmoid."""
+        if x_low.dim() != 4 or x_low.shape[1] != self.in_channels:
+            raise ValueError(
+                f"HANet: x_low must be (B, {self.in_channels}, H, W), got shape {tuple(x_low.shape)}"
+            )
+        table = self._position_table()
+        if table is not None:
+            if pos_h is None:
+                pos_h = whole_frame_positions(x_low.shape[0], x_low.shape[2], x_low.device)
+            else:
+                pos_h = check_pos_h(pos_h, x_low.shape[0], "HANet")
+        z = hops.width_pool(x_low, self.rows, self.pooling, backend=self.backend)
+        if table is not None and self.pos_injection == 1:
+            z = table(z, pos_h)
+        if self.dropout > 0 and self.training:
+            # Channel dropout: whole (b, c) rows of the pooled features.
+            z = F.dropout1d(z, self.dropout, training=True)
+        z = self.attention_first(z)
+        if table is not None and self.pos_injection == 2:
+            z = table(z, pos_h)
+        z = self.attention_second(z)
+        if self.layers == 3:
+            z = self.attention_third(z)
+        return z
+
+    def forward(self, x_low: torch.Tensor, x_high: torch.Tensor, pos_h: torch.Tensor | None = None,
+                return_attention: bool = False):
+        """Rescale ``x_high`` (B, C_h, H, W) by the attention computed from ``x_low``.
+
+        ``pos_h``: the row-position map (row // 8 of the 1024-row frame), (B, H') or
+        (B, H', W') at any resolution; None treats ``x_low`` as a whole frame.
+        Returns the rescaled map, and with ``return_attention`` also the attention
+        (B, C_h, H) in (0, 1) (sigmoid first, then linear interpolation to H).
+        """
+        if x_high.dim() != 4 or x_high.shape[1] != self.out_channels:
+            raise ValueError(
+                f"HANet: x_high must be (B, {self.out_channels}, H, W), got shape {tuple(x_high.shape)}"
+            )
+        if x_high.shape[0] != x_low.shape[0]:
+            raise ValueError(f"HANet: x_low has batch {x_low.shape[0]}, x_high has {x_high.shape[0]}")
+        logits = self.attention_logits(x_low, pos_h).to(x_high.dtype)
+        out = hops.attention_rescale(x_high, logits, backend=self.backend)
+        if not return_attention:
+            return out
+        attention = hops.height_interp(torch.sigmoid(logits), x_high.shape[2], backend=self.backend)
+        return out, attention
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels} -> {self.out_channels}, rows={self.rows}, pooling={self.pooling}, "
+                f"pos={self.pos_encoding}@{self.pos_injection}, dropout={self.dropout}")
