@@ -1,0 +1,169 @@
+"""Checkpoint files: safe reading, strict loading, and our own format.
+
+Every checkpoint is read with ``torch.load(weights_only=True)``: only tensors,
+containers and plain values are rebuilt, never arbitrary objects, so opening a
+file can never execute code.  The one extra type allowed is what the official
+HANet checkpoints need: numpy's float64 scalar (their ``mean_iu``).
+
+Our own format (``save``/``load``) stores the weights with the full
+:class:`ModelConfig`, so :func:`load` rebuilds the model without flags.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import ModelConfig
+from .deeplab import DeepLabV3Plus
+
+FORMAT = "hanet-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be used: unreadable, unsafe, or not matching the model."""
+
+
+def _numpy_scalar_globals():
+    """The numpy globals a pickled np.float64 refers to, under old and new module names."""
+    scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
+    allowed = [
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+        np.dtype,
+    ]
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        allowed.append(dtypes.Float64DType)
+    return allowed
+
+
+def safe_load(path: str | os.PathLike) -> dict:
+    """Reads a checkpoint file without executing code; clear errors name the file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint path is a directory, not a file: {path}")
+    try:
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        msg = str(exc)
+        if "weights_only" in msg or "Unsupported global" in msg or "not an allowed global" in msg:
+            first = msg.strip().splitlines()[0] if msg.strip() else msg
+            raise CheckpointError(
+                f"refused to load {path}: it holds pickled objects other than tensors and plain "
+                f"values, which could execute code when loaded ({first})"
+            ) from None
+        raise CheckpointError(f"cannot read checkpoint {path}: corrupt pickle data ({msg})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        size = path.stat().st_size
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({size} bytes): truncated or corrupt file "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} is not a checkpoint: expected a dict, got {type(obj).__name__}")
+    return obj
+
+
+def strict_load_state_dict(model: torch.nn.Module, state_dict: dict, source: str) -> None:
+    """load_state_dict that names every missing, unexpected and mis-shaped key."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    misshaped = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state_dict.items()
+        if k in own and isinstance(v, torch.Tensor) and tuple(v.shape) != tuple(own[k].shape)
+    ]
+    not_tensors = [k for k, v in state_dict.items() if k in own and not isinstance(v, torch.Tensor)]
+    if missing or unexpected or misshaped or not_tensors:
+        def block(title, items):
+            if not items:
+                return ""
+            shown = "\n    ".join(items[:20])
+            more = f"\n    ... and {len(items) - 20} more" if len(items) > 20 else ""
+            return f"\n  {title} ({len(items)}):\n    {shown}{more}"
+
+        raise CheckpointError(
+            f"the weights in {source} do not match the model"
+            + block("missing keys", missing)
+            + block("unexpected keys", unexpected)
+            + block("mis-shaped keys", misshaped)
+            + block("entries that are not tensors", not_tensors)
+        )
+    model.load_state_dict(state_dict, strict=True)
+
+
+def atomic_save(obj, path: str | os.PathLike) -> None:
+    """torch.save through a temporary file and a rename: a crash never leaves a half file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def model_payload(model: DeepLabV3Plus, meta: dict | None = None) -> dict:
+    """The dict our checkpoint format stores for a model."""
+    state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
+    return {"format": FORMAT, "version": VERSION, "model_config": _unwrap(model).config.to_dict(),
+            "state_dict": state, "meta": dict(meta or {})}
+
+
+def save(model: DeepLabV3Plus, path: str | os.PathLike, meta: dict | None = None) -> None:
+    """Writes ``model`` (weights + configuration) in our format, atomically."""
+    atomic_save(model_payload(model, meta), path)
+
+
+def is_ours(ckpt: dict) -> bool:
+    return ckpt.get("format") == FORMAT
+
+
+def model_from_payload(ckpt: dict, source: str, **overrides) -> DeepLabV3Plus:
+    if ckpt.get("version") != VERSION:
+        raise CheckpointError(f"{source}: unsupported hanet checkpoint version {ckpt.get('version')!r}")
+    cfg = dict(ckpt["model_config"])
+    cfg.update(overrides)
+    model = DeepLabV3Plus(ModelConfig.from_dict(cfg))
+    strict_load_state_dict(model, ckpt["state_dict"], source)
+    return model.eval()
+
+
+def load(path: str | os.PathLike, **overrides) -> DeepLabV3Plus:
+    """Rebuilds a model from a checkpoint: ours (model + config; training checkpoints
+    too) or an official HANet one.  Returns it in eval mode.  ``overrides`` change
+    non-architectural settings (e.g. ``backend``)."""
+    ckpt = safe_load(path)
+    if is_ours(ckpt):
+        return model_from_payload(ckpt, str(path), **overrides)
+    if "command" in ckpt and "state_dict" in ckpt:
+        from .official import model_from_official
+
+        return model_from_official(ckpt, str(path), **overrides)
+    raise CheckpointError(
+        f"{path} is neither a hanet checkpoint nor an official HANet checkpoint "
+        f"(top-level keys: {', '.join(map(str, list(ckpt)[:10]))})"
+    )
+
+
+def _unwrap(model):
+    return model.module if hasattr(model, "module") and isinstance(model.module, DeepLabV3Plus) else model

@@ -1,0 +1,108 @@
+"""Loading the official HANet checkpoints.
+
+An official file is a ``torch.save`` of a dict with ``state_dict`` (keys prefixed
+``module.`` when saved from DDP), ``optimizer``/``scheduler`` (and ``optimizer_at``/
+``scheduler_at`` for the HANet group), ``epoch``, ``mean_iu`` (a numpy float64) and
+``command``: the training flags, from which the architecture is read.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+
+from .checkpoint import CheckpointError, model_payload, atomic_save, safe_load, strict_load_state_dict
+from .config import ModelConfig
+from .deeplab import DeepLabV3Plus
+from .registry import parse_arch
+
+
+def _flag_parser() -> argparse.ArgumentParser:
+    # The model flags of the original's train.py, with its defaults.
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--arch", default=None)
+    p.add_argument("--hanet", nargs=5, type=int, default=[0, 0, 0, 0, 0])
+    p.add_argument("--hanet_set", nargs=3, type=int, default=[0, 0, 0])
+    p.add_argument("--hanet_pos", nargs=2, type=int, default=[0, 0])
+    p.add_argument("--pos_rfactor", type=int, default=0)
+    p.add_argument("--pooling", default="mean")
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--pos_noise", type=float, default=0.0)
+    p.add_argument("--aux_loss", action="store_true")
+    return p
+
+
+def config_from_command(command: str, num_classes: int, source: str = "command") -> ModelConfig:
+    """The ModelConfig an official training command line describes."""
+    if not isinstance(command, str):
+        raise CheckpointError(f"{source}: 'command' must be the training flags as a string")
+    try:
+        args, _ = _flag_parser().parse_known_args(shlex.split(command))
+    except SystemExit:
+        raise CheckpointError(f"{source}: cannot parse the model flags of command {command!r}") from None
+    if not args.arch:
+        raise CheckpointError(f"{source}: the command has no --arch flag: {command!r}")
+    try:
+        trunk, output_stride = parse_arch(args.arch)
+    except ValueError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+    any_site = any(args.hanet)
+    return ModelConfig(
+        trunk=trunk, output_stride=output_stride, num_classes=num_classes, hanet=args.hanet,
+        hanet_set=args.hanet_set if any_site else [3, 64, 3],
+        hanet_pos=args.hanet_pos if any_site else [2, 1],
+        pos_rfactor=args.pos_rfactor if any_site else 8,
+        pooling=args.pooling, dropout=args.dropout, pos_noise=args.pos_noise, aux_loss=args.aux_loss,
+    )
+
+
+def _strip_module(state_dict: dict) -> dict:
+    return {k.removeprefix("module."): v for k, v in state_dict.items()}
+
+
+def model_from_official(ckpt: dict, source: str, **overrides) -> DeepLabV3Plus:
+    if not isinstance(ckpt.get("state_dict"), dict):
+        raise CheckpointError(f"{source}: no 'state_dict' dict in the checkpoint")
+    state = _strip_module(ckpt["state_dict"])
+    final = state.get("final2.0.weight")
+    if final is None:
+        raise CheckpointError(f"{source}: the state_dict has no final2.0.weight (not a DeepLabV3+ HANet checkpoint?)")
+    config = config_from_command(ckpt.get("command"), int(final.shape[0]), source)
+    # The aux head is present in the weights exactly when the run used --aux_loss.
+    config.aux_loss = any(k.startswith("dsn.") for k in state)
+    cfg = config.to_dict()
+    cfg.update(overrides)
+    try:
+        config = ModelConfig.from_dict(cfg)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+    model = DeepLabV3Plus(config)
+    strict_load_state_dict(model, state, source)
+    return model.eval()
+
+
+def load_official(path: str | os.PathLike, **overrides) -> DeepLabV3Plus:
+    """Loads an official HANet checkpoint: the architecture is read from its
+    ``command`` flags, every tensor is loaded strictly (a clear error lists missing,
+    unexpected and mis-shaped keys), and the model is returned in eval mode.
+    ``overrides`` replace ModelConfig fields (e.g. ``backend="reference"``)."""
+    ckpt = safe_load(path)
+    if "command" not in ckpt or "state_dict" not in ckpt:
+        raise CheckpointError(
+            f"{path} is not an official HANet checkpoint: it lacks 'command' or 'state_dict' "
+            f"(top-level keys: {', '.join(map(str, list(ckpt)[:10]))})"
+        )
+    return model_from_official(ckpt, str(path), **overrides)
+
+
+def convert_official(src: str | os.PathLike, dst: str | os.PathLike) -> DeepLabV3Plus:
+    """Converts an official checkpoint into our format (weights + full config)."""
+    ckpt = safe_load(src)
+    model = load_official(src)
+    meta = {"converted_from": str(src), "command": ckpt.get("command")}
+    if "mean_iu" in ckpt:
+        meta["mean_iu"] = float(ckpt["mean_iu"])
+    if "epoch" in ckpt:
+        meta["epoch"] = int(ckpt["epoch"])
+    atomic_save(model_payload(model, meta), dst)
+    return model

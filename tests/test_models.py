@@ -1,0 +1,198 @@
+"""DeepLabV3+ (HANet): every arch of the original builds and trains a step on CPU;
+forward contract; attention maps; fused ops equal reference ops; parameter count."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hanet.models import ORIGINAL_ARCHS, HANet, build_model, our_archs, parse_arch
+from hanet.models.backbones import TRUNK_CHANNELS, TRUNKS, build_trunk
+from hanet.models.deeplab import ASPP
+
+SMALL = dict(hanet=[1, 1, 1, 1, 1], hanet_set=[3, 64, 3], hanet_pos=[2, 1], pos_rfactor=8, aux_loss=True)
+
+
+@pytest.mark.parametrize("arch", sorted(ORIGINAL_ARCHS))
+def test_every_original_arch_runs_forward_and_backward(arch):
+    torch.manual_seed(0)
+    model = build_model(arch, num_classes=5, **SMALL, dropout=0.1, pos_noise=0.5)
+    model.train()
+    # MNASNet's dilated 5x5 convs keep padding d (as the original), which trims the
+    # map: it needs a larger input.
+    size = 128 if "MNAS" in arch else 64 if arch.endswith("OS32") else 32
+    images = torch.randn(1, 3, size, size)
+    logits, aux = model(images)
+    assert logits.shape == (1, 5, size, size)
+    assert aux.shape[:2] == (1, 5)
+    (logits.mean() + aux.mean()).backward()
+    for name, p in model.named_parameters():
+        if p.requires_grad and name.startswith(("hanet", "final", "aspp")):
+            assert p.grad is not None, f"{arch}: no gradient for {name}"
+
+
+def test_arch_names():
+    assert parse_arch("network.deepv3.DeepR101V3PlusD_HANet_OS8") == ("resnet-101", 8)
+    assert parse_arch("DeepR50V3PlusD_HANet") == ("resnet-50", 16)
+    assert parse_arch("deeplabv3plus_r101_os8") == ("resnet-101", 8)
+    assert parse_arch("deeplabv3plus_mbv2_os32") == ("mobilenetv2", 32)
+    assert len(our_archs()) == 7 * 4 + 4 * 3
+    with pytest.raises(ValueError, match="unknown arch 'DeepR18'"):
+        parse_arch("DeepR18")
+    with pytest.raises(ValueError, match="unknown arch"):
+        parse_arch("deeplabv3plus_mbv2_os4")  # mobile trunks have no OS4 in the original
+
+
+@pytest.mark.parametrize("trunk", TRUNKS)
+def test_trunk_channels_and_strides(trunk):
+    """The widths the model is built with are what the trunk really outputs, and the
+    output stride is what the dilation pattern gives."""
+    for os_ in (8, 16):
+        stages, ch = build_trunk(trunk, os_)
+        size = 128 if trunk.startswith("mnas") else 64
+        x = torch.randn(1, 3, size, size)
+        outs = []
+        with torch.no_grad():
+            for s in stages.eval():
+                x = s(x)
+                outs.append(x)
+        assert (outs[1].shape[1], outs[3].shape[1], outs[4].shape[1]) == (
+            ch.low_level, ch.prev_final, ch.final) == tuple(vars(TRUNK_CHANNELS[trunk]).values())
+        if trunk.startswith(("resnet", "resnext", "wide")):
+            assert outs[4].shape[-1] == size // os_
+            assert outs[1].shape[-1] == size // 4
+
+
+def test_resnet_dilation_pattern_is_the_originals():
+    stages, _ = build_trunk("resnet-101", 8)
+    for name, m in stages[3].named_modules():
+        if name.endswith("conv2"):
+            assert (m.dilation, m.padding, m.stride) == ((2, 2), (2, 2), (1, 1))
+    for name, m in stages[4].named_modules():
+        if name.endswith("conv2"):
+            assert (m.dilation, m.padding, m.stride) == ((4, 4), (4, 4), (1, 1))
+        if name.endswith("downsample.0"):
+            assert m.stride == (1, 1)
+    # Unlike torchvision's replace_stride_with_dilation, the first block of a stage
+    # is dilated too.
+    assert stages[4][0].conv2.dilation == (4, 4)
+
+
+def test_aspp_rates_follow_output_stride():
+    for os_, rates in ((4, (24, 48, 72)), (8, (12, 24, 36)), (16, (6, 12, 18)), (32, (3, 6, 9))):
+        aspp = ASPP(32, os_)
+        assert tuple(f[0].dilation[0] for f in list(aspp.features)[1:]) == rates
+
+
+def test_forward_contract_eval_and_attention():
+    model = build_model("deeplabv3plus_mbv2_os16", num_classes=7, **SMALL).eval()
+    images = torch.randn(1, 3, 80, 96)
+    with torch.no_grad():
+        logits = model(images)
+        logits2, atts = model(images, return_attention=True)
+    assert logits.shape == (1, 7, 80, 96)
+    torch.testing.assert_close(logits, logits2)
+    assert len(atts) == 5
+    for att, site in zip(atts, model.hanet_sites()):
+        assert att.shape[:2] == (1, site.out_channels)
+        assert att.min() > 0 and att.max() < 1
+
+
+def test_explicit_whole_frame_pos_equals_default():
+    model = build_model("deeplabv3plus_mbv2_os16", num_classes=4, **SMALL).eval()
+    images = torch.randn(2, 3, 64, 64)
+    rows = torch.arange(64) * 128 // 64
+    pos_hw = rows[None, :, None].expand(2, 64, 64).contiguous()
+    with torch.no_grad():
+        a = model(images)
+        b = model(images, pos_h=pos_hw)
+        c = model(images, pos_h=pos_hw[:, :, 0])
+        d = model(images, pos_h=torch.full((2, 64), 128))  # padding rows: a different answer
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(a, c)
+    assert not torch.allclose(a, d)
+
+
+def test_bad_pos_h_and_images_are_clear_errors():
+    model = build_model("deeplabv3plus_mbv2_os16", num_classes=4, **SMALL).eval()
+    with pytest.raises(ValueError, match="images must be"):
+        model(torch.randn(1, 1, 32, 32))
+    with pytest.raises(TypeError, match="integers"):
+        model(torch.randn(1, 3, 32, 32), pos_h=torch.zeros(1, 32))
+    with pytest.raises(ValueError, match="batch"):
+        model(torch.randn(1, 3, 32, 32), pos_h=torch.zeros(2, 32, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"must lie in \[0, 16\]"):
+        model(torch.randn(1, 3, 32, 32), pos_h=torch.full((1, 32), 500))
+
+
+def test_hanet_parameter_count_matches_the_original():
+    model = build_model("DeepR101V3PlusD_HANet_OS8", hanet=[1, 1, 1, 1, 0], hanet_set=[3, 64, 3],
+                        hanet_pos=[2, 1], pos_rfactor=8)
+    n = sum(p.numel() for site in model.hanet_sites() for p in site.parameters() if p.requires_grad)
+    assert n == 604_462
+
+
+def test_baseline_has_no_hanet():
+    model = build_model("deeplabv3plus_r50_os16", hanet=[0, 0, 0, 0, 0])
+    assert model.hanet_sites() == []
+    assert not any(k.startswith("hanet") for k in model.state_dict())
+
+
+def test_config_errors_are_explicit():
+    with pytest.raises(ValueError, match="hanet_set must be"):
+        build_model("deeplabv3plus_r50_os16", hanet_set=[3, 64])
+    with pytest.raises(ValueError, match="five 0/1 flags"):
+        build_model("deeplabv3plus_r50_os16", hanet=[1, 1, 1])
+    with pytest.raises(TypeError, match="options are"):
+        build_model("deeplabv3plus_r50_os16", hanet_sets=[3, 64, 3])
+    with pytest.raises(ValueError, match="r_factor"):
+        HANet(64, 32, r_factor=0)
+    with pytest.raises(ValueError, match="pos_injection"):
+        HANet(64, 32, pos_injection=3)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max"])
+@pytest.mark.parametrize("injection,encoding", [(1, "sinusoid"), (2, "learned"), (2, None)])
+def test_hanet_module_fused_equals_reference(pooling, injection, encoding):
+    """Same values and gradients on the fused ops as on the pure-PyTorch reference."""
+    torch.manual_seed(0)
+    kw = dict(r_factor=8, pos_injection=injection, pos_encoding=encoding, pooling=pooling)
+    fused, ref = HANet(24, 16, backend="cpu", **kw), HANet(24, 16, backend="reference", **kw)
+    ref.load_state_dict(fused.state_dict())
+    if encoding == "learned":
+        with torch.no_grad():
+            for m in (fused, ref):
+                getattr(m, f"pos_emb1d_{'1st' if injection == 1 else '2nd'}").pos_layer.weight.copy_(
+                    torch.linspace(-1, 1, 17)[:, None].expand(17, m.attention_first[0].out_channels if injection == 2 else 24))
+    x_low = torch.randn(2, 24, 20, 18)
+    x_high = torch.randn(2, 16, 20, 18).contiguous(memory_format=torch.channels_last)
+    pos = torch.randint(0, 128, (2, 40))
+    outs, grads = [], []
+    for m in (fused, ref):
+        a, b = x_low.clone().requires_grad_(), x_high.clone().requires_grad_()
+        out, att = m.train()(a, b, pos, return_attention=True)
+        (out.square().sum() + att.sum()).backward()
+        outs.append((out.detach(), att.detach()))
+        grads.append([a.grad, b.grad] + [p.grad for p in m.parameters() if p.requires_grad])
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+    for g0, g1 in zip(*grads):
+        torch.testing.assert_close(g0, g1, rtol=1e-4, atol=1e-4)
+
+
+def test_batch_one_training_works():
+    """The original crashes on batch 1 (ASPP image-pool BN); ours trains."""
+    model = build_model("deeplabv3plus_mbv2_os16", num_classes=3, **SMALL).train()
+    before = model.aspp.img_conv[1].running_mean.clone()
+    logits, aux = model(torch.randn(1, 3, 64, 64))
+    (logits.mean() + aux.mean()).backward()
+    torch.testing.assert_close(model.aspp.img_conv[1].running_mean, before)
+
+
+def test_torch_export_keeps_fused_ops():
+    model = build_model("deeplabv3plus_mbv2_os16", num_classes=3, **SMALL, backend="cpu").eval()
+    images = torch.randn(1, 3, 64, 64)
+    ep = torch.export.export(model, (images,))
+    targets = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+    assert "hanet.attention_rescale.default" in targets
+    assert "hanet.width_pool.default" in targets
+    with torch.no_grad():
+        torch.testing.assert_close(ep.module()(images), model(images))
