@@ -1,0 +1,5 @@
+import sys
+
+from hanet.cli import main
+
+sys.exit(main())
