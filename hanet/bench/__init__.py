@@ -1,1 +1,1 @@
-"""Benchmarks: `python -m hanet.bench ops` (kernel micro-benchmarks)."""
+"""Benchmarks: `python -m hanet.bench ops` (kernel micro-benchmarks) and `model`."""

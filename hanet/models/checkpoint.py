@@ -167,3 +167,27 @@ def load(path: str | os.PathLike, **overrides) -> DeepLabV3Plus:
 
 def _unwrap(model):
     return model.module if hasattr(model, "module") and isinstance(model.module, DeepLabV3Plus) else model
+
+
+def load_matching(model: torch.nn.Module, path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """Initialises ``model`` from any checkpoint (ours, official, or a bare state
+    dict), copying the tensors whose names and shapes match.  Returns (loaded,
+    skipped) key lists, so the caller can say exactly what was not taken (the
+    original's --snapshot skipped them silently)."""
+    ckpt = safe_load(path)
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt.get("state_dict"), dict) else ckpt
+    state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    own = model.state_dict()
+    loaded, skipped = [], []
+    with torch.no_grad():
+        for k, v in own.items():
+            src = state.get(k)
+            if src is not None and tuple(src.shape) == tuple(v.shape):
+                v.copy_(src)
+                loaded.append(k)
+            else:
+                why = "absent" if src is None else f"shape {tuple(src.shape)} vs {tuple(v.shape)}"
+                skipped.append(f"{k} ({why})")
+    if not loaded:
+        raise CheckpointError(f"{path}: no tensor matches the model by name and shape; wrong file?")
+    return loaded, skipped

@@ -1,0 +1,149 @@
+"""Model-level benchmark: DeepLabV3+ step time and peak memory, with and without HANet.
+
+Variants: the plain baseline (hanet=[0,0,0,0,0]), HANet (hanet=[1,1,1,1,0],
+hanet_set=[3,64,3], hanet_pos=[2,1]) on the reference ops, and the same on the
+fused ops.  One training step = forward + loss + backward.  Step times are the
+median of interleaved repetitions (baseline, reference, fused, baseline, ...), so
+drift of the machine hits all variants alike.  Peak memory is measured in a fresh
+subprocess per variant (peak RSS on CPU, max_memory_allocated on GPU).
+HANet's overhead is (variant - baseline) / baseline, in % of the baseline step.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from hanet.models import build_model
+
+HANET = dict(hanet=[1, 1, 1, 1, 0], hanet_set=[3, 64, 3], hanet_pos=[2, 1], pos_rfactor=8)
+VARIANTS = ("baseline", "hanet_reference", "hanet_fused")
+
+
+def _model(variant: str, arch: str, device) -> torch.nn.Module:
+    torch.manual_seed(0)
+    if variant == "baseline":
+        model = build_model(arch, hanet=[0, 0, 0, 0, 0])
+    else:
+        model = build_model(arch, backend="reference" if variant == "hanet_reference" else None, **HANET)
+    return model.to(device).train()
+
+
+def _step(model, images, target):
+    model.zero_grad(set_to_none=True)
+    out = model(images)
+    logits = out[0] if isinstance(out, tuple) else out
+    torch.nn.functional.cross_entropy(logits, target, ignore_index=255).backward()
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _inputs(args, device):
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(args.batch, 3, args.height, args.width, generator=g).to(device)
+    target = torch.randint(0, 19, (args.batch, args.height, args.width), generator=g).to(device)
+    return images, target
+
+
+def measure_memory(variant: str, args) -> float:
+    """Peak memory (MB) of one step of `variant`, in this (fresh) process."""
+    device = torch.device(args.device)
+    model = _model(variant, args.arch, device)
+    images, target = _inputs(args, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        _step(model, images, target)
+        _sync(device)
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    _step(model, images, target)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB -> MB on Linux
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="hanet bench model", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", default="deeplabv3plus_r101_os8")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--height", type=int, default=256)
+    p.add_argument("--width", type=int, default=512)
+    p.add_argument("--reps", type=int, default=5, help="timed steps per variant (after one warm-up)")
+    p.add_argument("--no-memory", action="store_true", help="skip the per-variant memory subprocesses")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--memory-only", choices=VARIANTS, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.memory_only:
+        print(json.dumps({"peak_mb": measure_memory(args.memory_only, args)}))
+        return None
+
+    device = torch.device(args.device)
+    images, target = _inputs(args, device)
+    base = _model("baseline", args.arch, device)
+    hanet = _model("hanet_fused", args.arch, device)
+    fused_backend = None
+
+    def set_backend(b):
+        for site in hanet.hanet_sites():
+            site.backend = b
+
+    runs = {v: [] for v in VARIANTS}
+    for rep in range(args.reps + 1):
+        for v in VARIANTS:
+            model = base if v == "baseline" else hanet
+            if v != "baseline":
+                set_backend("reference" if v == "hanet_reference" else fused_backend)
+            _sync(device)
+            t0 = time.perf_counter()
+            _step(model, images, target)
+            _sync(device)
+            if rep > 0:  # the first round warms up
+                runs[v].append((time.perf_counter() - t0) * 1e3)
+        print(f"round {rep}: " + ", ".join(f"{v} {runs[v][-1]:.0f} ms" for v in VARIANTS if runs[v]), flush=True)
+
+    results = {v: {"step_ms": statistics.median(runs[v]), "runs_ms": runs[v]} for v in VARIANTS}
+    if not args.no_memory:
+        for v in VARIANTS:
+            cmd = [sys.executable, "-m", "hanet.bench.model_bench", "--memory-only", v, "--arch", args.arch,
+                   "--device", args.device, "--batch", str(args.batch), "--height", str(args.height),
+                   "--width", str(args.width)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+            results[v]["peak_mb"] = json.loads(out)["peak_mb"]
+    b = results["baseline"]["step_ms"]
+    for v in VARIANTS[1:]:
+        results[v]["overhead_pct"] = 100 * (results[v]["step_ms"] - b) / b
+    ref_over, fused_over = results["hanet_reference"]["overhead_pct"], results["hanet_fused"]["overhead_pct"]
+
+    import hanet.ops as hops
+
+    print(f"\n{args.arch}, batch {args.batch}, {args.height}x{args.width}, {args.device} "
+          f"({torch.get_num_threads()} threads), fused backend: {hops.dispatch.resolve(None, device)}")
+    print(f"{'variant':<17} {'step ms':>9} {'HANet overhead':>15} {'peak MB':>9}")
+    for v in VARIANTS:
+        r = results[v]
+        over = f"{r['overhead_pct']:+.2f} %" if "overhead_pct" in r else "-"
+        mem = f"{r['peak_mb']:.0f}" if "peak_mb" in r else "-"
+        print(f"{v:<17} {r['step_ms']:>9.1f} {over:>15} {mem:>9}")
+    ratio = fused_over / ref_over if ref_over > 0 else float("nan")
+    print(f"fused overhead / reference overhead = {ratio:.2f} (target <= 0.5); "
+          f"fused overhead {fused_over:.2f} % of the baseline step (target <= 2 %)")
+    if args.json:
+        meta = {"arch": args.arch, "device": args.device, "batch": args.batch, "height": args.height,
+                "width": args.width, "threads": torch.get_num_threads(), "torch": torch.__version__}
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "results": results}, f, indent=1)
+        print(f"wrote {args.json}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

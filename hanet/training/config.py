@@ -1,0 +1,223 @@
+"""Training configuration: YAML files with dotted ``key=value`` overrides.
+
+Every key is declared (with its type) in the dataclasses below; unknown keys and
+values of the wrong type are errors that name the key.  A config file may start
+from another with ``_base_: other.yaml`` (relative to the file).
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key."""
+
+
+@dataclass
+class ModelSection:
+    arch: str = "deeplabv3plus_r101_os8"
+    num_classes: int = 19
+    hanet: list[int] = field(default_factory=lambda: [1, 1, 1, 1, 0])
+    hanet_set: list[int] = field(default_factory=lambda: [3, 64, 3])
+    hanet_pos: list[int] = field(default_factory=lambda: [2, 1])
+    pos_rfactor: int = 8
+    pooling: str = "mean"
+    dropout: float = 0.0
+    pos_noise: float = 0.0
+    aux_loss: bool = True
+    pretrained: str | None = None  # local ImageNet weights for the trunk
+    init_from: str | None = None  # start from another model's weights (the original's --snapshot); shape-mismatched tensors are skipped and listed
+    backend: str | None = None  # hanet.ops backend; None: fastest available
+
+
+@dataclass
+class DataSection:
+    dataset: str = "cityscapes"  # cityscapes | bdd100k | folder
+    root: str = "data/cityscapes"
+    train_split: str = "train"  # train | trainval (the original's --city_mode) | ...
+    val_split: str = "val"
+    crop_size: int = 768
+    scale_min: float = 0.5
+    scale_max: float = 2.0
+    color_aug: float = 0.25
+    gblur: bool = True
+    class_uniform_pct: float = 0.5
+    class_uniform_tile: int = 1024
+    coarse_boost_classes: list[int] | None = None  # train ids drawn more often from coarse labels
+    classes_file: str | None = None  # YAML/JSON class table for dataset=folder
+    batch_size: int = 2  # per process (the original's bs_mult)
+    val_batch_size: int = 1
+    num_workers: int = 2
+    max_val_images: int | None = None  # validate on the first N images only
+
+
+@dataclass
+class TrainSection:
+    max_iter: int = 90000
+    lr: float = 0.01
+    poly_exp: float = 0.9
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    hanet_lr: float = 0.01
+    hanet_poly_exp: float = 0.9
+    hanet_weight_decay: float = 1e-4
+    aux_weight: float = 0.4
+    cls_wt_loss: bool = False
+    amp: str = "none"  # none | bf16 | fp16
+    grad_clip: float | None = None
+    val_every: int = 1000
+    log_every: int = 20
+    ckpt_every: int = 500
+    seed: int = 0
+    resume: bool = False
+    syncbn: bool = True  # used only on GPU with more than one process
+    channels_last: bool = False
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass
+class Config:
+    output_dir: str = "runs/default"
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    train: TrainSection = field(default_factory=TrainSection)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def _coerce(value, tp, key: str):
+    """Checks `value` against the annotation `tp`; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{key}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list of {_type_name(item)}, got {value!r}")
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an int, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported type {tp}")
+
+
+def _merge(obj, data: dict, prefix: str = "") -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(type(obj))
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in hints:
+            known = ", ".join(hints)
+            raise ConfigError(f"unknown config key {full!r} (known keys here: {known})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _merge(current, value, full + ".")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], full))
+
+
+def _read_yaml(path: Path, seen=()) -> dict:
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    if path in seen:
+        raise ConfigError(f"config {path} includes itself through _base_")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    base = data.pop("_base_", None)
+    if base is None:
+        return data
+    merged = _read_yaml((path.parent / base).resolve(), seen + (path,))
+    return _deep_update(merged, data)
+
+
+def _deep_update(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Reads `path` (or the defaults), then applies dotted overrides such as
+    ``train.max_iter=200`` or ``model.hanet=[0,0,0,0,0]``."""
+    cfg = Config()
+    if path is not None:
+        _merge(cfg, _read_yaml(Path(path).resolve()))
+    for text in overrides:
+        keys, value = parse_override(text)
+        nested: object = value
+        for k in reversed(keys):
+            nested = {k: nested}
+        _merge(cfg, nested)  # type: ignore[arg-type]
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    t, d = cfg.train, cfg.data
+    if t.amp not in ("none", "bf16", "fp16"):
+        raise ConfigError(f"train.amp must be none, bf16 or fp16, got {t.amp!r}")
+    if t.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"train.device must be auto, cpu or cuda, got {t.device!r}")
+    for key, v in (("train.max_iter", t.max_iter), ("train.val_every", t.val_every), ("train.log_every", t.log_every),
+                   ("train.ckpt_every", t.ckpt_every), ("data.batch_size", d.batch_size),
+                   ("data.val_batch_size", d.val_batch_size), ("data.crop_size", d.crop_size)):
+        if v < 1:
+            raise ConfigError(f"{key} must be >= 1, got {v}")
+    if not 0.0 <= d.class_uniform_pct <= 1.0:
+        raise ConfigError(f"data.class_uniform_pct must be in [0, 1], got {d.class_uniform_pct}")
+    if not 0 < d.scale_min <= d.scale_max:
+        raise ConfigError(f"data.scale_min/scale_max must satisfy 0 < min <= max, got {d.scale_min}, {d.scale_max}")
+    if d.num_workers < 0:
+        raise ConfigError(f"data.num_workers must be >= 0, got {d.num_workers}")

@@ -1,0 +1,277 @@
+"""The training loop: the original HANet recipe, on one process or under torchrun."""
+from __future__ import annotations
+
+import math
+import signal
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
+
+from hanet.metrics import ConfusionMatrix
+from hanet.models import build_model, load_pretrained_trunk
+from hanet.models.checkpoint import (CheckpointError, atomic_save, load_matching, model_payload, safe_load,
+                                    strict_load_state_dict)
+from hanet.models.config import ModelConfig
+
+from . import rng
+from .config import Config
+from .data import build_train_set, build_val_set, collate
+from .distributed import DistContext, all_gather_objects, any_rank, barrier
+from .logger import RunLogger
+from .losses import SegLoss
+from .optim import build_optimizer, build_scheduler
+from .sampler import ResumableSampler, SeededSamples
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class Trainer:
+    def __init__(self, cfg: Config, ctx: DistContext):
+        self.cfg, self.ctx = cfg, ctx
+        self.out = Path(cfg.output_dir)
+        self.ckpt_dir = self.out / "checkpoints"
+        self.log = RunLogger(self.out, ctx.is_main, ctx.rank)
+        self.device = ctx.device
+        rng.seed_all(cfg.train.seed)
+
+        self.train_set, self.classes = build_train_set(cfg)
+        self.val_set = build_val_set(cfg)
+        m = cfg.model
+        if m.num_classes != len(self.classes.names):
+            raise ValueError(f"model.num_classes={m.num_classes} but the dataset has {len(self.classes.names)} classes")
+        model = build_model(m.arch, num_classes=m.num_classes, hanet=m.hanet, hanet_set=m.hanet_set,
+                            hanet_pos=m.hanet_pos, pos_rfactor=m.pos_rfactor, pooling=m.pooling, dropout=m.dropout,
+                            pos_noise=m.pos_noise, aux_loss=m.aux_loss, backend=m.backend)
+        if m.pretrained:
+            load_pretrained_trunk(model, m.pretrained)
+        if m.init_from:
+            loaded, skipped = load_matching(model, m.init_from)
+            self.log.info(f"initialised {len(loaded)} tensors from {m.init_from}; kept the model's own for "
+                          f"{len(skipped)}: {', '.join(skipped[:12])}{' ...' if len(skipped) > 12 else ''}")
+        self.model = model.to(self.device)
+        if cfg.train.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.net = self.model
+        if ctx.initialized:
+            if self.device.type == "cuda" and ctx.world_size > 1 and cfg.train.syncbn:
+                self.net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
+                self.model = self.net
+            self.net = DDP(self.net, device_ids=[self.device] if self.device.type == "cuda" else None)
+        self.optimizer = build_optimizer(self.model, cfg.train)
+        self.scheduler = build_scheduler(self.optimizer, cfg.train.max_iter)
+        self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.train.amp]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.amp == "fp16")
+        self.loss = SegLoss(m.num_classes, cfg.train.cls_wt_loss, cfg.train.aux_weight).to(self.device)
+        self.sampler = ResumableSampler(len(self.train_set), ctx.rank, ctx.world_size, cfg.train.seed)
+        self.iters_per_epoch = len(self.sampler) // cfg.data.batch_size
+        if self.iters_per_epoch < 1:
+            raise ValueError(f"the training set ({len(self.train_set)} images over {ctx.world_size} processes) is "
+                             f"smaller than one batch of data.batch_size={cfg.data.batch_size}")
+        self.iteration = 0
+        self.best_miou = float("-inf")
+        self.stop_requested = False
+        if cfg.train.resume:
+            self.resume()
+
+    # ---- checkpoints ---------------------------------------------------------
+    def _payload(self) -> dict:
+        rng_states = all_gather_objects(self.ctx, rng.capture())  # every rank's RNG state
+        payload = model_payload(self.model, meta={"iteration": self.iteration, "best_miou": self.best_miou})
+        payload["training"] = {
+            "iteration": self.iteration,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_states,
+            "world_size": self.ctx.world_size,
+            "best_miou": self.best_miou,
+            "config": self.cfg.to_dict(),
+        }
+        return payload
+
+    def save(self, best: bool = False) -> None:
+        payload = self._payload()
+        if self.ctx.is_main:
+            try:
+                atomic_save(payload, self.ckpt_dir / "last.pt")
+                if best:
+                    atomic_save(payload, self.ckpt_dir / "best.pt")
+            except OSError as exc:
+                # The temporary file is gone; the previous checkpoint is untouched.
+                self.log.warning(f"could not write a checkpoint in {self.ckpt_dir} ({exc}); "
+                                 f"the previous checkpoint is kept intact")
+                raise
+        barrier(self.ctx)
+
+    def resume(self) -> None:
+        path = self.ckpt_dir / "last.pt"
+        if not path.exists():
+            self.log.info(f"train.resume=true but {path} does not exist yet: starting from iteration 0")
+            return
+        ckpt = safe_load(path)
+        if "training" not in ckpt:
+            raise CheckpointError(f"{path} holds no training state (model-only checkpoint); cannot resume from it")
+        saved = ModelConfig.from_dict(ckpt["model_config"])
+        if saved != self.model.config:
+            diff = {k: (v, getattr(self.model.config, k)) for k, v in saved.to_dict().items()
+                    if getattr(self.model.config, k) != v}
+            raise CheckpointError(f"{path} was written for another model configuration: {diff} (checkpoint vs config)")
+        t = ckpt["training"]
+        strict_load_state_dict(self.model, ckpt["state_dict"], str(path))
+        self.optimizer.load_state_dict(t["optimizer"])
+        self.scheduler.load_state_dict(t["scheduler"])
+        self.scaler.load_state_dict(t["scaler"])
+        self.iteration = int(t["iteration"])
+        self.best_miou = float(t["best_miou"])
+        if t["world_size"] == self.ctx.world_size:
+            rng.restore(t["rng"][self.ctx.rank])
+        else:
+            self.log.warning(f"{path} was written by {t['world_size']} processes, resuming with "
+                             f"{self.ctx.world_size}: random streams restart (the run is not bit-identical)")
+        self.log.info(f"resumed from {path} at iteration {self.iteration}")
+
+    # ---- training --------------------------------------------------------------
+    def _loader(self, epoch: int, start_batch: int) -> DataLoader:
+        self.sampler.set_epoch(epoch, start_batch * self.cfg.data.batch_size)
+        if hasattr(self.train_set, "build_epoch"):
+            self.train_set.build_epoch(epoch)
+        workers = self.cfg.data.num_workers
+        return DataLoader(SeededSamples(self.train_set, self.cfg.train.seed), batch_size=self.cfg.data.batch_size,
+                          sampler=self.sampler, drop_last=True, num_workers=workers, collate_fn=collate,
+                          pin_memory=self.device.type == "cuda", persistent_workers=False,
+                          # Its own generator: creating a loader must not draw from the global
+                          # RNG, or a resumed run's dropout stream would differ.
+                          generator=torch.Generator().manual_seed(self.cfg.train.seed * 7919 + epoch),
+                          multiprocessing_context="fork" if workers > 0 else None)
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def _step(self, batch) -> dict:
+        images = batch["image"].to(self.device, non_blocking=True)
+        labels = batch["label"].to(self.device, non_blocking=True)
+        pos = batch["pos_h"].to(self.device, non_blocking=True)
+        if self.cfg.train.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            out = self.net(images, pos_h=pos)
+        logits, aux = out if isinstance(out, tuple) else (out, None)
+        loss, main, aux_loss = self.loss(logits, labels, aux)
+        if not torch.isfinite(loss):
+            if self.cfg.train.amp == "fp16":
+                self.log.warning(f"non-finite loss at iteration {self.iteration}: the grad scaler skips this step")
+            else:
+                raise NonFiniteLossError(
+                    f"the loss became {loss.item()} at iteration {self.iteration}; stopping. The last good "
+                    f"checkpoint is {self.ckpt_dir / 'last.pt'} (lower train.lr, or use train.grad_clip)")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.train.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return {"loss": loss.item(), "loss_main": main.item(), **({"loss_aux": aux_loss.item()} if aux is not None else {})}
+
+    def _on_sigterm(self, signum, frame):
+        self.stop_requested = True
+
+    def fit(self) -> dict | None:
+        cfg = self.cfg
+        prev = signal.signal(signal.SIGTERM, self._on_sigterm)
+        bar = None
+        if self.ctx.is_main:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.train.max_iter, initial=self.iteration, desc="train", dynamic_ncols=True,
+                       mininterval=2.0)
+        last_metrics = None
+        self.log.info(f"training {cfg.model.arch} (hanet={cfg.model.hanet}) for {cfg.train.max_iter} iterations on "
+                      f"{self.ctx.world_size} process(es), device {self.device}, {len(self.train_set)} training images")
+        try:
+            self.net.train()
+            while self.iteration < cfg.train.max_iter:
+                epoch, start = divmod(self.iteration, self.iters_per_epoch)
+                for batch in self._loader(epoch, start):
+                    t0 = time.perf_counter()
+                    stats = self._step(batch)
+                    self.iteration += 1
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{stats['loss']:.3f}")
+                    if self.iteration % cfg.train.log_every == 0:
+                        lrs = {f"lr/{g['name']}": g["lr"] for g in self.optimizer.param_groups}
+                        self.log.scalars(self.iteration, {f"train/{k}": v for k, v in stats.items()} | lrs |
+                                         {"train/step_s": time.perf_counter() - t0})
+                    is_last = self.iteration >= cfg.train.max_iter
+                    best = False
+                    if self.iteration % cfg.train.val_every == 0 or is_last:
+                        last_metrics = self.validate()
+                        if last_metrics["miou"] > self.best_miou:
+                            self.best_miou, best = last_metrics["miou"], True
+                        self.net.train()
+                    stop = any_rank(self.ctx, self.stop_requested)
+                    if best or stop or is_last or self.iteration % cfg.train.ckpt_every == 0:
+                        self.save(best=best)
+                    if stop:
+                        self.log.info(f"SIGTERM: saved {self.ckpt_dir / 'last.pt'} at iteration {self.iteration}; exiting")
+                        return last_metrics
+                    if is_last:
+                        break
+        finally:
+            signal.signal(signal.SIGTERM, prev)
+            if bar is not None:
+                bar.close()
+        self.log.info(f"done: {self.iteration} iterations; best val mIoU {100 * self.best_miou:.2f}")
+        return last_metrics
+
+    # ---- validation --------------------------------------------------------------
+    @torch.inference_mode()
+    def validate(self) -> dict:
+        model = self.model.eval()
+        cm = ConfusionMatrix(len(self.classes.names), device=self.device)
+        n = len(self.val_set)
+        if self.cfg.data.max_val_images:
+            n = min(n, self.cfg.data.max_val_images)
+        shard = list(range(self.ctx.rank, n, self.ctx.world_size))
+        loader = DataLoader(torch.utils.data.Subset(self.val_set, shard), batch_size=self.cfg.data.val_batch_size,
+                            num_workers=min(self.cfg.data.num_workers, 2), collate_fn=collate)
+        first = None
+        for batch in loader:
+            images = batch["image"].to(self.device)
+            with self._autocast():
+                logits, attentions = model(images, pos_h=batch["pos_h"].to(self.device), return_attention=True)
+            pred = logits.argmax(1)
+            cm.update(pred, batch["label"].to(self.device))
+            if first is None:
+                first = (batch["image"][0], pred[0].cpu(), [a[0].float().cpu() for a in attentions])
+        cm.all_reduce()
+        metrics = cm.compute()
+        record = {"iter": self.iteration, "miou": metrics.miou, "pixel_acc": metrics.pixel_acc,
+                  "per_class": metrics.per_class(self.classes.names)}
+        if self.ctx.is_main:
+            self.log.info(f"validation at iteration {self.iteration} ({n} images):\n" + metrics.table(self.classes.names))
+            self.log.metrics_line(record)
+            self.log.scalars(self.iteration, {"val/miou": metrics.miou, "val/pixel_acc": metrics.pixel_acc} |
+                             {f"val_iou/{k}": (0.0 if math.isnan(v) else v) for k, v in record["per_class"].items()})
+            if first is not None:
+                self._log_images(*first)
+        return record
+
+    def _log_images(self, image, pred, attentions) -> None:
+        from hanet.vis import attention_heatmap, colorize, denormalize, overlay
+
+        rgb = denormalize(image)
+        self.log.image("val/prediction", self.iteration, overlay(rgb, colorize(pred, self.classes.palette)))
+        for i, att in enumerate(attentions):
+            self.log.image(f"val/attention_site{i}", self.iteration, attention_heatmap(att, height=rgb.shape[0]))
+
+    def close(self) -> None:
+        self.log.close()
