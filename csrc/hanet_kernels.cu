@@ -19,7 +19,10 @@
 //            a block tile is (image, row, channel chunk, column range), and per-channel
 //            values (attention, pooled gradients) are staged once per tile in shared
 //            memory, laid out [element-in-vector][threadIdx.x] to avoid bank conflicts.
-//  * Kernels are grid-stride loops over rows or tiles with one wave of blocks.
+//            When there are few tiles the width is split as well; reductions then
+//            write per-split partials that a second pass adds up in split order.
+//  * Kernels are grid-stride loops over rows or tiles with one wave of blocks, and
+//    take a scalar path (V = 1) when rows / channels are not whole aligned vectors.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -370,7 +373,9 @@ __global__ void __launch_bounds__(kBlock)
     acc_t val = part_val[o];
     if constexpr (kMax) {
       int64_t idx = part_idx[o];
-      for (int64_t s = 1; s < splits; ++s) math::merge_max(val, idx, part_val[s * n + o], part_idx[s * n + o]);
+      for (int64_t s = 1; s < splits; ++s) {
+        math::merge_max(val, idx, part_val[s * n + o], part_idx[s * n + o]);
+      }
       out[o] = static_cast<scalar_t>(val);
       out_idx[o] = idx;
     } else {
@@ -396,7 +401,8 @@ std::tuple<at::Tensor, at::Tensor> width_pool_cuda(const at::Tensor& x_in, int64
   if (x.numel() == 0) return {out, indices};  // rejected by the checks; never launch empty
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
 
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "hanet_width_pool_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, x.scalar_type(), "hanet_width_pool_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     constexpr int kV = vec_width<scalar_t>();
     const scalar_t* X = x.const_data_ptr<scalar_t>();
@@ -443,8 +449,8 @@ std::tuple<at::Tensor, at::Tensor> width_pool_cuda(const at::Tensor& x_in, int64
         if (splits > 1) {
           const int64_t n = B * C * rows;
           width_pool_finalize_kernel<scalar_t, acc_t, kMax>
-              <<<grid_for(ceil_div(n, kBlock), kBlock), kBlock, 0, stream>>>(PV, PI, O, I, n, splits,
-                                                                           rows, H, W);
+              <<<grid_for(ceil_div(n, kBlock), kBlock), kBlock, 0, stream>>>(
+                  PV, PI, O, I, n, splits, rows, H, W);
           C10_CUDA_KERNEL_LAUNCH_CHECK();
         }
       });
@@ -670,7 +676,8 @@ at::Tensor width_pool_backward_cuda(const at::Tensor& grad_in, const at::Tensor&
   if (gx.numel() == 0) return gx;
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
 
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "hanet_width_pool_backward_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, grad.scalar_type(), "hanet_width_pool_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     constexpr int kV = vec_width<scalar_t>();
     const scalar_t* G = grad.const_data_ptr<scalar_t>();
@@ -744,10 +751,12 @@ at::Tensor height_interp_cuda(const at::Tensor& a_in, int64_t size) {
   const int64_t n = out.numel();
   if (n == 0) return out;
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "hanet_height_interp_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, a.scalar_type(), "hanet_height_interp_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    height_interp_kernel<scalar_t, acc_t><<<grid_for(ceil_div(n, kBlock), kBlock), kBlock, 0, stream>>>(
-        a.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), n, in_size, size);
+    height_interp_kernel<scalar_t, acc_t>
+        <<<grid_for(ceil_div(n, kBlock), kBlock), kBlock, 0, stream>>>(
+            a.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), n, in_size, size);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;
@@ -780,7 +789,8 @@ at::Tensor height_interp_backward_cuda(const at::Tensor& grad_in, int64_t in_siz
   const int64_t n = out.numel();
   if (n == 0) return out;
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "hanet_height_interp_backward_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, grad.scalar_type(), "hanet_height_interp_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     height_interp_backward_kernel<scalar_t, acc_t>
         <<<grid_for(ceil_div(n, kBlock), kBlock), kBlock, 0, stream>>>(
@@ -884,7 +894,8 @@ at::Tensor attention_rescale_cuda(const at::Tensor& feat_in, const at::Tensor& l
   if (out.numel() == 0) return out;
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
 
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, feat.scalar_type(), "hanet_attention_rescale_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, feat.scalar_type(), "hanet_attention_rescale_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     constexpr int kV = vec_width<scalar_t>();
     const scalar_t* F = feat.const_data_ptr<scalar_t>();
@@ -1084,7 +1095,8 @@ std::tuple<at::Tensor, at::Tensor> attention_rescale_backward_cuda(const at::Ten
   if (feat.numel() == 0) return {grad_feat, grad_logits};
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
 
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, feat.scalar_type(), "hanet_attention_rescale_backward_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, feat.scalar_type(), "hanet_attention_rescale_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     constexpr int kV = vec_width<scalar_t>();
     const scalar_t* G = grad.const_data_ptr<scalar_t>();

@@ -1,7 +1,6 @@
 """Correctness of the ``hanet_triton`` ops against hanet/ops/reference.py, run in
 Triton's interpreter on CPU tensors (tiny shapes: the interpreter is slow)."""
 import os
-import sys
 
 import pytest
 
@@ -10,7 +9,6 @@ os.environ["TRITON_INTERPRET"] = "1"  # before triton (and our kernels) are impo
 
 triton = pytest.importorskip("triton")
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from hanet.ops import reference as ref  # noqa: E402
 from hanet.ops import triton_ops as T  # noqa: E402
@@ -169,6 +167,26 @@ def test_width_pool_backward_fp32(case, mode, channels_last):
     assert gx.shape == (B, C, H, W) and gx.dtype == grad.dtype
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     assert gx.is_contiguous(memory_format=fmt)
+    _close(gx, _pool_ref_grad(x, rows, mode, grad), torch.float32)
+
+
+@pytest.mark.parametrize("mode", ["mean", "max"])
+def test_width_pool_wide_rows_channels_last(mode):
+    # Rows wider than one tile: one (b, h) row per program, several w-blocks (the
+    # layout of the real HANet shapes), forward and backward.
+    B, C, H, W, rows = 1, 64, 3, 70, 2
+    x = torch.randperm(B * C * H * W).reshape(B, C, H, W).float()
+    x = x.to(memory_format=torch.channels_last)
+    out, idx = ops.width_pool(x, rows, mode)
+    if mode == "max":
+        r_out, r_idx = ref.width_pool_with_indices(x, rows)
+        torch.testing.assert_close(idx, r_idx, rtol=0, atol=0)
+    else:
+        r_out = ref.width_pool(x, rows, "mean")
+    _close(out, r_out, torch.float32)
+    grad = _x((B, C, rows), seed=2)
+    gx = ops.width_pool_backward(grad, idx, H, W, mode, True)
+    assert gx.is_contiguous(memory_format=torch.channels_last)
     _close(gx, _pool_ref_grad(x, rows, mode, grad), torch.float32)
 
 

@@ -96,10 +96,23 @@ def resolve(backend: str | None, device: torch.device) -> str:
     return backend
 
 
-@functools.cache
+def eager_triton_registration() -> bool:
+    """Whether the Triton backend can run in this process (then its ops are
+    registered when hanet.ops is imported)."""
+    if not _triton_importable():
+        return False
+    return _triton_interpret() or torch.cuda.is_available()
+
+
+_triton_registered = False
+
+
 def triton_ops():
     """torch.ops.hanet_triton, registering the Triton ops and their autograd on first use."""
-    from . import _library, triton_ops as _triton_ops  # noqa: F401  (registers the ops)
+    global _triton_registered
+    if not _triton_registered:
+        from . import _library, triton_ops as _triton_ops  # noqa: F401  (registers the ops)
 
-    _library.register_autograd("hanet_triton")
+        _library.register_autograd("hanet_triton")
+        _triton_registered = True
     return torch.ops.hanet_triton

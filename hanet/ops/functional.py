@@ -3,16 +3,25 @@ from __future__ import annotations
 
 import torch
 
-from . import _extension, _library, _validate, reference
-from .dispatch import resolve, triton_ops
+from . import _extension, _library, _validate, dispatch, reference
+from .dispatch import eager_triton_registration, resolve, triton_ops
 
 if _extension.extension_loaded():
     _library.register_fakes("hanet")
     _library.register_autograd("hanet")
 
+# Register the Triton ops now wherever they can run (CUDA present, or the interpreter
+# asked for), not lazily inside the first call: torch.compile cannot trace the
+# registration.  Elsewhere triton is not imported at all.
+if eager_triton_registration():
+    triton_ops()
+
 
 def _kernels(backend: str):
-    return triton_ops() if backend == "triton" else torch.ops.hanet
+    if backend != "triton":
+        return torch.ops.hanet
+    # Registered at import where Triton can run (torch.compile cannot trace registration).
+    return torch.ops.hanet_triton if dispatch._triton_registered else triton_ops()
 
 
 def width_pool(

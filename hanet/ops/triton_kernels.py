@@ -17,6 +17,24 @@ Every index rule is the one of ``csrc/hanet_math.h`` (PyTorch's own rules):
 Arithmetic is fp32 for fp32/fp16/bf16 tensors and fp64 for fp64 tensors.  Offsets
 that can exceed 2**31 are int64 (program ids are widened before they multiply a size).
 
+Kernel design (memory-bound streaming; every element read and written once)
+-------------
+* attention_rescale: NCHW tiles BLOCK_R rows (b, c, h) x BLOCK_W columns; channels_last
+  tiles BLOCK_H rows (b, h) x BLOCK_W pixels x BLOCK_C channels (BLOCK_H > 1 only for
+  short rows).  A = interp(sigmoid(logits)) is computed once per row (per row and
+  channel) of a tile, in fp32, and the tile is scaled with 16-byte vector accesses.
+* attention_rescale backward: the same tiles write grad*A and reduce grad*feat over
+  the width in fp32 registers; each program covers a whole row, or a split of it when
+  there are too few rows (fp32 partial sums (n_split, B*C*H)); a small gather kernel
+  (_height_interp_backward_kernel) sums the splits, applies the interpolation adjoint
+  and s*(1-s).
+* width_pool: NCHW: a bin of one plane is one contiguous run of (rows of bin)*W
+  elements (its memory order is the scan order): tiles of BLOCK_S bins x BLOCK_L
+  elements reduce into fp32.  channels_last: a bin is a contiguous run of pixels;
+  tiles BLOCK_S bins x BLOCK_P pixels x BLOCK_C channels; when there are few programs
+  the run is split and _pool_finish_kernel combines the partial results in order.
+* backward passes are gathers (each output element written once, no atomics).
+
 Launch plans
 ------------
 Every launcher in :mod:`hanet.ops.triton_ops` gets its kernels, grids, block sizes
@@ -31,7 +49,7 @@ launchers run.  :func:`launch_configs` lists the plans at representative HANet s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 import triton
@@ -55,44 +73,78 @@ __all__ = [
 # ============================================================================
 
 
+# Note: in the interpreter every call of a @triton.jit helper costs milliseconds (it
+# re-patches triton.language), so the helpers below are self-contained and hot loops
+# inline their arithmetic instead of calling helpers.
+
+
 @triton.jit
-def _div(a, b):
-    """Correctly rounded a / b (``/`` on fp32 lowers to an approximate division)."""
-    if a.dtype == tl.float64:
-        return a / tl.cast(b, tl.float64)
+def _mean_div(acc, kh, W):
+    """sum / kh / kw, in this order (as PyTorch's adaptive average pooling), correctly
+    rounded (``/`` on fp32 lowers to an approximate division on GPUs)."""
+    if acc.dtype == tl.float64:
+        return acc / kh.to(tl.float64) / tl.cast(W, tl.float64)
     else:
-        return tl.div_rn(a, tl.cast(b, tl.float32))
+        return tl.div_rn(tl.div_rn(acc, kh.to(tl.float32)), tl.cast(W, tl.float32))
 
 
 @triton.jit
-def _sigmoid(x):
-    return 1.0 / (1.0 + tl.exp(-x))
+def _interp_scale(in_size, out_size, ACC: tl.constexpr):
+    """in_size / out_size, correctly rounded in ACC (PyTorch's linear-interp scale)."""
+    if ACC == tl.float64:
+        return tl.cast(in_size, tl.float64) / tl.cast(out_size, tl.float64)
+    else:
+        return tl.div_rn(tl.cast(in_size, tl.float32), tl.cast(out_size, tl.float32))
 
 
 @triton.jit
 def _linear_tap(dst, in_size, out_size, ACC: tl.constexpr):
-    """PyTorch's linear, align_corners=False taps of output index ``dst``."""
-    scale = _div(tl.cast(in_size, ACC), tl.cast(out_size, ACC))
-    src = scale * (dst.to(ACC) + 0.5) - 0.5
-    src = tl.maximum(src, 0.0)
-    i0 = src.to(tl.int32)  # src >= 0: truncation is floor
-    i0 = tl.minimum(i0, in_size - 1)
+    """PyTorch's linear, align_corners=False taps of output index ``dst``:
+    (i0, i1, w0, w1)."""
+    if ACC == tl.float64:
+        scale = tl.cast(in_size, tl.float64) / tl.cast(out_size, tl.float64)
+    else:
+        scale = tl.div_rn(tl.cast(in_size, tl.float32), tl.cast(out_size, tl.float32))
+    src = tl.maximum(scale * (dst.to(ACC) + 0.5) - 0.5, 0.0)
+    i0 = tl.minimum(src.to(tl.int32), in_size - 1)  # src >= 0: truncation is floor
     lam = tl.minimum(src - i0.to(ACC), 1.0)
     i1 = tl.where(i0 < in_size - 1, i0 + 1, i0)
     return i0, i1, 1.0 - lam, lam
 
 
 @triton.jit
+def _split_rows(rb, H, BLOCK_R: tl.constexpr):
+    """Rows rb*BLOCK_R + [0, BLOCK_R) of an NCHW tensor seen as (B*C*H, W): their int64
+    index, (b*C + c) (int64) and h (int32).  One int64 division per program; the
+    per-row split is int32 (cheap, few registers)."""
+    r0 = rb * BLOCK_R
+    bc0 = r0 // H
+    t = (r0 - bc0 * H).to(tl.int32) + tl.arange(0, BLOCK_R)
+    q = t // H
+    return r0 + tl.arange(0, BLOCK_R), bc0 + q, t - q * H
+
+
+@triton.jit
 def _attention(logits_ptr, lrow, hh, h_in, H, mask, ACC: tl.constexpr):
-    """A at output row ``hh`` of logits row ``lrow``: interp(sigmoid(logits), H)[hh].
+    """A at output row ``hh`` of logits row ``lrow``: interp(sigmoid(logits), H)[hh],
+    sigmoid first (1 / (1 + exp(-x))), then the linear taps of _linear_tap.
 
     ``lrow`` (int64, index of the (b, c) logits row) and ``hh`` broadcast together.
     """
-    i0, i1, w0, w1 = _linear_tap(hh, h_in, H, ACC)
+    if ACC == tl.float64:
+        scale = tl.cast(h_in, tl.float64) / tl.cast(H, tl.float64)
+    else:
+        scale = tl.div_rn(tl.cast(h_in, tl.float32), tl.cast(H, tl.float32))
+    src = tl.maximum(scale * (hh.to(ACC) + 0.5) - 0.5, 0.0)
+    i0 = tl.minimum(src.to(tl.int32), h_in - 1)
+    w1 = tl.minimum(src - i0.to(ACC), 1.0)
+    i1 = tl.where(i0 < h_in - 1, i0 + 1, i0)
     base = lrow * h_in
     l0 = tl.load(logits_ptr + (base + i0), mask=mask, other=0.0).to(ACC)
     l1 = tl.load(logits_ptr + (base + i1), mask=mask, other=0.0).to(ACC)
-    return w0 * _sigmoid(l0) + w1 * _sigmoid(l1)
+    s0 = 1.0 / (1.0 + tl.exp(-l0))
+    s1 = 1.0 / (1.0 + tl.exp(-l1))
+    return (1.0 - w1) * s0 + w1 * s1
 
 
 # ============================================================================
@@ -129,17 +181,19 @@ def _height_interp_kernel(a_ptr, out_ptr, R, h_in, size,
 @triton.jit
 def _height_interp_backward_kernel(g_ptr, out_ptr, logits_ptr, R, h_in, size,
                                    n_parts, part_stride, win,
-                                   SIGMOID_GRAD: tl.constexpr,
-                                   BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr):
+                                   SIGMOID_GRAD: tl.constexpr, BLOCK_R: tl.constexpr,
+                                   BLOCK_J: tl.constexpr, BLOCK_K: tl.constexpr):
     """Adjoint of the interpolation (R, h_in) -> (R, size), as a gather (no atomics).
 
     out[r, j] = sum over output positions d whose taps touch j of w(d, j) * g[r, d],
     with g = sum_p g_ptr[p * part_stride + r * size + d] (p < n_parts: partial sums of
-    the attention backward; n_parts = 1 otherwise).  Output positions are visited in
-    increasing order, like PyTorch's scatter.  The candidate positions of input j are
-    [dst_lo(j), dst_lo(j) + win): dst_lo is the exact rational bound of i0 >= j-1 minus
-    one (float rounding moves i0 by at most one at exact boundaries), 0 for j <= 1 (the
-    clamped positions src < 0 touch input 1 with weight 0); ``win`` comes from the plan.
+    the attention backward; n_parts = 1 otherwise).  The candidate positions of input j
+    are [dst_lo(j), dst_lo(j) + win): dst_lo is the exact rational bound of i0 >= j-1
+    minus one (float rounding moves i0 by at most one at exact boundaries), 0 for j <= 1
+    (the clamped positions src < 0 touch input 1 with weight 0); ``win`` comes from the
+    plan.  Tile: BLOCK_R rows x BLOCK_J inputs x BLOCK_K candidates (a loop over
+    ceil(win / BLOCK_K) chunks; positions past the window never touch j, so a longer
+    window is harmless).
 
     SIGMOID_GRAD: multiply by s*(1-s), s = sigmoid(logits[r, j]) (attention backward).
     """
@@ -155,28 +209,34 @@ def _height_interp_backward_kernel(g_ptr, out_ptr, logits_ptr, R, h_in, size,
     j = jb * BLOCK_J + tl.arange(0, BLOCK_J)
     rmask = rows < R
     jmask = j < h_in
-    num = tl.maximum(2 * size * (j - 1) + size - h_in, 0)
+    num = tl.maximum(2 * size * (j.to(tl.int64) - 1) + size - h_in, 0)
     dst_lo = tl.where(j <= 1, 0, tl.maximum(num // (2 * h_in) - 1, 0))
     acc = tl.zeros([BLOCK_R, BLOCK_J], dtype=ACC)
-    g_row = rows[:, None] * size
-    for k in range(0, win):
-        dst = dst_lo + k
-        i0, i1, w0, w1 = _linear_tap(dst, h_in, size, ACC)
-        hit0 = i0 == j
-        hit1 = i1 == j
-        touch = (hit0 | hit1) & (dst < size) & jmask
-        wj = tl.where(hit0, w0, 0.0) + tl.where(hit1, w1, 0.0)
-        m = rmask[:, None] & touch[None, :]
-        offs = g_row + dst[None, :]
-        g = tl.zeros([BLOCK_R, BLOCK_J], dtype=ACC)
+    g_row = (rows * size)[:, None, None]
+    rm3 = rmask[:, None, None]
+    scale = _interp_scale(h_in, size, ACC)
+    for k0 in range(0, win, BLOCK_K):
+        dst = dst_lo[:, None] + (k0 + tl.arange(0, BLOCK_K))[None, :]  # [BLOCK_J, BLOCK_K]
+        # the taps of _linear_tap, inlined
+        src = tl.maximum(scale * (dst.to(ACC) + 0.5) - 0.5, 0.0)
+        i0 = tl.minimum(src.to(tl.int32), h_in - 1)
+        w1 = tl.minimum(src - i0.to(ACC), 1.0)
+        i1 = tl.where(i0 < h_in - 1, i0 + 1, i0)
+        hit0 = i0 == j[:, None]
+        hit1 = i1 == j[:, None]
+        touch = (hit0 | hit1) & (dst < size) & jmask[:, None]
+        wj = tl.where(hit0, 1.0 - w1, 0.0) + tl.where(hit1, w1, 0.0)
+        m = rm3 & touch[None, :, :]
+        offs = g_row + dst[None, :, :]
+        g = tl.zeros([BLOCK_R, BLOCK_J, BLOCK_K], dtype=ACC)
         for p in range(0, n_parts):
             g += tl.load(g_ptr + (offs + p * part_stride), mask=m, other=0.0).to(ACC)
-        acc += tl.where(m, g * wj[None, :], 0.0)
+        acc += tl.sum(tl.where(m, g * wj[None, :, :], 0.0), axis=2)
     m = rmask[:, None] & jmask[None, :]
     o_offs = rows[:, None] * h_in + j[None, :]
     if SIGMOID_GRAD:
         x = tl.load(logits_ptr + o_offs, mask=m, other=0.0).to(ACC)
-        s = _sigmoid(x)
+        s = 1.0 / (1.0 + tl.exp(-x))
         acc = acc * (s * (1.0 - s))
     tl.store(out_ptr + o_offs, acc.to(out_ptr.dtype.element_ty), mask=m)
 
@@ -199,10 +259,8 @@ def _rescale_nchw_kernel(feat_ptr, logits_ptr, out_ptr, R, H, W, h_in,
     n_wblk = tl.cdiv(W, BLOCK_W)
     rb = (pid // n_wblk).to(tl.int64)
     wb = pid % n_wblk
-    rows = rb * BLOCK_R + tl.arange(0, BLOCK_R)
+    rows, bc, hh = _split_rows(rb, H, BLOCK_R)
     rmask = rows < R
-    bc = rows // H
-    hh = rows - bc * H
     a = _attention(logits_ptr, bc, hh, h_in, H, rmask, ACC)
     cols = wb * BLOCK_W + tl.arange(0, BLOCK_W)
     m = rmask[:, None] & (cols < W)[None, :]
@@ -212,10 +270,21 @@ def _rescale_nchw_kernel(feat_ptr, logits_ptr, out_ptr, R, H, W, h_in,
 
 
 @triton.jit
+def _nhwc_rows(hb, BH, H, C, c, BLOCK_H: tl.constexpr):
+    """Rows (b, h) hb*BLOCK_H + [0, BLOCK_H) of a channels_last tensor: bh (int64),
+    a row mask, h (int64) and the logits rows b*C + c ([BLOCK_H, BLOCK_C], int64)."""
+    bh = hb * BLOCK_H + tl.arange(0, BLOCK_H)
+    b = bh // H
+    return bh, bh < BH, bh - b * H, b[:, None] * C + c[None, :]
+
+
+@triton.jit
 def _rescale_nhwc_kernel(feat_ptr, logits_ptr, out_ptr, BH, H, W, C, h_in,
-                         BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr):
-    """channels_last: program (b, h, w-block, c-block), tile BLOCK_W pixels x BLOCK_C
-    channels (channels contiguous); A is computed once per channel of the tile."""
+                         BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr):
+    """channels_last: program (block of BLOCK_H rows (b, h), w-block, c-block); tile
+    BLOCK_H x BLOCK_W pixels x BLOCK_C channels (channels contiguous).  A is computed
+    once per (row, channel) of the tile.  BLOCK_H > 1 only when a row fits one w-block
+    (short rows: the tile is then one contiguous run of memory)."""
     if feat_ptr.dtype.element_ty == tl.float64:
         ACC: tl.constexpr = tl.float64
     else:
@@ -226,17 +295,17 @@ def _rescale_nhwc_kernel(feat_ptr, logits_ptr, out_ptr, BH, H, W, C, h_in,
     cb = pid % n_cblk
     t = pid // n_cblk
     wb = t % n_wblk
-    bh = (t // n_wblk).to(tl.int64)
-    b = bh // H
-    hh = bh - b * H
+    hb = (t // n_wblk).to(tl.int64)
     c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = c < C
-    a = _attention(logits_ptr, b * C + c, hh, h_in, H, cmask, ACC)
+    bh, hmask, hh, lrow = _nhwc_rows(hb, BH, H, C, c, BLOCK_H)
+    a = _attention(logits_ptr, lrow, hh[:, None], h_in, H, hmask[:, None] & cmask[None, :], ACC)
     w = wb * BLOCK_W + tl.arange(0, BLOCK_W)
-    m = (w < W)[:, None] & cmask[None, :]
-    offs = (bh * W + w)[:, None] * C + c[None, :]
+    pm = hmask[:, None] & (w < W)[None, :]
+    m = pm[:, :, None] & cmask[None, None, :]
+    offs = ((bh[:, None] * W + w[None, :]) * C)[:, :, None] + c[None, None, :]
     x = tl.load(feat_ptr + offs, mask=m, other=0.0).to(ACC)
-    tl.store(out_ptr + offs, (x * a[None, :]).to(out_ptr.dtype.element_ty), mask=m)
+    tl.store(out_ptr + offs, (x * a[:, None, :]).to(out_ptr.dtype.element_ty), mask=m)
 
 
 # ============================================================================
@@ -259,10 +328,8 @@ def _rescale_bwd_nchw_kernel(grad_ptr, feat_ptr, logits_ptr, gfeat_ptr, part_ptr
     n_split = tl.cdiv(W, w_per_split)
     rb = (pid // n_split).to(tl.int64)
     sp = pid % n_split
-    rows = rb * BLOCK_R + tl.arange(0, BLOCK_R)
+    rows, bc, hh = _split_rows(rb, H, BLOCK_R)
     rmask = rows < R
-    bc = rows // H
-    hh = rows - bc * H
     a = _attention(logits_ptr, bc, hh, h_in, H, rmask, ACC)
     acc = tl.zeros([BLOCK_R], dtype=ACC)
     w_start = sp * w_per_split
@@ -282,9 +349,11 @@ def _rescale_bwd_nchw_kernel(grad_ptr, feat_ptr, logits_ptr, gfeat_ptr, part_ptr
 @triton.jit
 def _rescale_bwd_nhwc_kernel(grad_ptr, feat_ptr, logits_ptr, gfeat_ptr, part_ptr,
                              BH, H, W, C, h_in, w_per_split,
-                             BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr):
-    """channels_last.  Program (b, h, width split, c-block): tiles BLOCK_W pixels x
-    BLOCK_C channels; part[split, (b*C + c)*H + h] = sum over its pixels of grad*feat."""
+                             BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+                             BLOCK_C: tl.constexpr):
+    """channels_last.  Program (block of BLOCK_H rows (b, h), width split, c-block):
+    tiles BLOCK_H x BLOCK_W pixels x BLOCK_C channels; grad_feat = grad * A and
+    part[split, (b*C + c)*H + h] = sum over its pixels of grad * feat."""
     if feat_ptr.dtype.element_ty == tl.float64:
         ACC: tl.constexpr = tl.float64
     else:
@@ -295,26 +364,27 @@ def _rescale_bwd_nhwc_kernel(grad_ptr, feat_ptr, logits_ptr, gfeat_ptr, part_ptr
     cb = pid % n_cblk
     t = pid // n_cblk
     sp = t % n_split
-    bh = (t // n_split).to(tl.int64)
-    b = bh // H
-    hh = bh - b * H
+    hb = (t // n_split).to(tl.int64)
     c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = c < C
-    a = _attention(logits_ptr, b * C + c, hh, h_in, H, cmask, ACC)
-    acc = tl.zeros([BLOCK_C], dtype=ACC)
+    bh, hmask, hh, lrow = _nhwc_rows(hb, BH, H, C, c, BLOCK_H)
+    rc_mask = hmask[:, None] & cmask[None, :]
+    a = _attention(logits_ptr, lrow, hh[:, None], h_in, H, rc_mask, ACC)
+    acc = tl.zeros([BLOCK_H, BLOCK_C], dtype=ACC)
     w_start = sp * w_per_split
     w_end = tl.minimum(w_start + w_per_split, W)
     for w0 in range(w_start, w_end, BLOCK_W):
         w = w0 + tl.arange(0, BLOCK_W)
-        m = (w < w_end)[:, None] & cmask[None, :]
-        offs = (bh * W + w)[:, None] * C + c[None, :]
+        pm = hmask[:, None] & (w < w_end)[None, :]
+        m = pm[:, :, None] & cmask[None, None, :]
+        offs = ((bh[:, None] * W + w[None, :]) * C)[:, :, None] + c[None, None, :]
         g = tl.load(grad_ptr + offs, mask=m, other=0.0).to(ACC)
         f = tl.load(feat_ptr + offs, mask=m, other=0.0).to(ACC)
-        tl.store(gfeat_ptr + offs, (g * a[None, :]).to(gfeat_ptr.dtype.element_ty), mask=m)
-        acc += tl.sum(g * f, axis=0)
+        tl.store(gfeat_ptr + offs, (g * a[:, None, :]).to(gfeat_ptr.dtype.element_ty), mask=m)
+        acc += tl.sum(g * f, axis=1)
     R = tl.cast(BH, tl.int64) * C  # = B*C*H
-    p_offs = sp.to(tl.int64) * R + (b * C + c) * H + hh
-    tl.store(part_ptr + p_offs, acc, mask=cmask)
+    p_offs = sp.to(tl.int64) * R + lrow * H + hh[:, None]
+    tl.store(part_ptr + p_offs, acc, mask=rc_mask)
 
 
 # ============================================================================
@@ -328,18 +398,17 @@ def _max_chunk(v, valid, pos, cur, cur_idx, AXIS: tl.constexpr):
 
     PyTorch's rule: a new maximum when strictly greater, or NaN.  Within the chunk this
     is the first occurrence of the maximum, or the last NaN; a chunk replaces the
-    running state under the same rule.  ``pos`` holds the flat indices of ``v``.
+    running state under the same rule.  ``pos`` (int32, broadcast against ``v``) holds
+    the scan positions of ``v`` relative to the start of the bin.
     """
     isn = (v != v) & valid
     vm = tl.where(valid, tl.where(isn, float("-inf"), v), float("-inf"))
     cmax = tl.max(vm, axis=AXIS)
     has_nan = tl.max(isn.to(tl.int32), axis=AXIS) > 0
     nan_pos = tl.max(tl.where(isn, pos, -1), axis=AXIS)
-    big = 0x7FFFFFFFFFFFFFFF
-    if AXIS == 1:
-        first = tl.min(tl.where(valid & (vm == cmax[:, None]), pos, big), axis=AXIS)
-    else:
-        first = tl.min(tl.where(valid & (vm == cmax[None, :]), pos, big), axis=AXIS)
+    big = 0x7FFFFFFF
+    is_max = valid & (vm == tl.expand_dims(cmax, AXIS))
+    first = tl.min(tl.where(is_max, pos, big), axis=AXIS)
     cval = tl.where(has_nan, float("nan"), cmax)
     cidx = tl.where(has_nan, nan_pos, first)
     take = (cval > cur) | has_nan
@@ -367,7 +436,7 @@ def _pool_nchw_kernel(x_ptr, out_ptr, idx_ptr, NSEG, rows, H, W, n_iter,
     base = bc * H * W + hs * W
     if IS_MAX:
         cur = tl.full([BLOCK_S], float("-inf"), ACC)
-        cur_idx = hs * W
+        cur_idx = tl.zeros([BLOCK_S], dtype=tl.int32)  # offset in the bin: 0 = its start
     else:
         acc = tl.zeros([BLOCK_S], dtype=ACC)
     for it in range(0, n_iter):
@@ -376,28 +445,29 @@ def _pool_nchw_kernel(x_ptr, out_ptr, idx_ptr, NSEG, rows, H, W, n_iter,
         offs = base[:, None] + l[None, :]
         if IS_MAX:
             v = tl.load(x_ptr + offs, mask=m, other=float("-inf")).to(ACC)
-            pos = hs[:, None] * W + l[None, :]
-            cur, cur_idx = _max_chunk(v, m, pos, cur, cur_idx, 1)
+            cur, cur_idx = _max_chunk(v, m, l[None, :], cur, cur_idx, 1)
         else:
             v = tl.load(x_ptr + offs, mask=m, other=0.0).to(ACC)
             acc += tl.sum(v, axis=1)
     if IS_MAX:
         tl.store(out_ptr + seg, cur.to(out_ptr.dtype.element_ty), mask=smask)
-        tl.store(idx_ptr + seg, cur_idx, mask=smask)
+        tl.store(idx_ptr + seg, hs * W + cur_idx.to(tl.int64), mask=smask)
     else:
-        res = _div(_div(acc, (he - hs).to(ACC)), W)  # sum / kh / kw, as PyTorch
+        res = _mean_div(acc, he - hs, W)
         tl.store(out_ptr + seg, res.to(out_ptr.dtype.element_ty), mask=smask)
 
 
 @triton.jit
 def _pool_nhwc_kernel(x_ptr, val_ptr, idx_ptr, B, C, rows, H, W, pix_per_split, n_split,
-                      IS_MAX: tl.constexpr, FINAL: tl.constexpr,
+                      max_pix, IS_MAX: tl.constexpr, FINAL: tl.constexpr, BLOCK_S: tl.constexpr,
                       BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     """channels_last: bin i of image b is the contiguous pixel run [hs*W, he*W) (pixel
-    order is the scan order, the pixel index is the flat index).  Program (b, bin,
-    split, c-block) reduces pixels [hs*W + split*pix_per_split, ...) in tiles of
-    BLOCK_P pixels x BLOCK_C channels.  FINAL: write the result (one split); else write
-    partial results at [split, b, c, bin] for _pool_finish_kernel."""
+    order is the scan order, the pixel index is the flat index).  Program (block of
+    BLOCK_S bins s = b*rows + i, split, c-block) reduces pixels
+    [hs*W + split*pix_per_split, ...) of each of its bins in tiles of BLOCK_S bins x
+    BLOCK_P pixels x BLOCK_C channels (BLOCK_S > 1 only for short bins, unsplit).
+    FINAL: write the result (one split); else write partial results at
+    [split, b, c, bin] for _pool_finish_kernel.  max_pix: pixels of the longest bin."""
     if x_ptr.dtype.element_ty == tl.float64:
         ACC: tl.constexpr = tl.float64
     else:
@@ -405,42 +475,47 @@ def _pool_nhwc_kernel(x_ptr, val_ptr, idx_ptr, B, C, rows, H, W, pix_per_split, 
     pid = tl.program_id(0)
     n_cblk = tl.cdiv(C, BLOCK_C)
     cb = pid % n_cblk
-    t = (pid // n_cblk).to(tl.int64)
+    t = pid // n_cblk
     sp = t % n_split
-    t = t // n_split
-    i = t % rows
-    b = t // rows
+    sb = (t // n_split).to(tl.int64)
+    seg = sb * BLOCK_S + tl.arange(0, BLOCK_S)
+    smask = seg < B * rows
+    b = seg // rows
+    i = seg - b * rows
     hs = (i * H) // rows
     he = ((i + 1) * H + rows - 1) // rows
     c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = c < C
-    p_start = hs * W + sp * pix_per_split
-    p_end = tl.minimum(p_start + pix_per_split, he * W)
-    img = b * H * W
+    # pixel offsets q inside each bin (int32); the pixel index is hs*W + q
+    q_start = (sp * pix_per_split).to(tl.int32)
+    q_stop = tl.minimum(q_start + pix_per_split, max_pix)
+    q_end = tl.minimum(q_start + pix_per_split, ((he - hs) * W).to(tl.int32))  # [BLOCK_S]
+    first_pix = (b * H + hs) * W
     if IS_MAX:
-        cur = tl.full([BLOCK_C], float("-inf"), ACC)
-        cur_idx = tl.zeros([BLOCK_C], dtype=tl.int64) + hs * W
+        cur = tl.full([BLOCK_S, BLOCK_C], float("-inf"), ACC)
+        cur_idx = tl.zeros([BLOCK_S, BLOCK_C], dtype=tl.int32)
     else:
-        acc = tl.zeros([BLOCK_C], dtype=ACC)
-    for p0 in range(p_start, p_end, BLOCK_P):
-        p = p0 + tl.arange(0, BLOCK_P)
-        m = (p < p_end)[:, None] & cmask[None, :]
-        offs = (img + p)[:, None] * C + c[None, :]
+        acc = tl.zeros([BLOCK_S, BLOCK_C], dtype=ACC)
+    for q0 in range(q_start, q_stop, BLOCK_P):
+        q = q0 + tl.arange(0, BLOCK_P)
+        pm = smask[:, None] & (q[None, :] < q_end[:, None])
+        m = pm[:, :, None] & cmask[None, None, :]
+        offs = ((first_pix[:, None] + q[None, :]) * C)[:, :, None] + c[None, None, :]
         if IS_MAX:
             v = tl.load(x_ptr + offs, mask=m, other=float("-inf")).to(ACC)
-            pos = p[:, None] + tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.int64)
-            cur, cur_idx = _max_chunk(v, m, pos, cur, cur_idx, 0)
+            cur, cur_idx = _max_chunk(v, m, q[None, :, None], cur, cur_idx, 1)
         else:
             v = tl.load(x_ptr + offs, mask=m, other=0.0).to(ACC)
-            acc += tl.sum(v, axis=0)
-    o_offs = ((sp * B + b) * C + c) * rows + i
+            acc += tl.sum(v, axis=1)
+    o_offs = ((sp * B + b[:, None]) * C + c[None, :]) * rows + i[:, None]
+    om = smask[:, None] & cmask[None, :]
     if IS_MAX:
-        tl.store(val_ptr + o_offs, cur.to(val_ptr.dtype.element_ty), mask=cmask)
-        tl.store(idx_ptr + o_offs, cur_idx, mask=cmask)
+        tl.store(val_ptr + o_offs, cur.to(val_ptr.dtype.element_ty), mask=om)
+        tl.store(idx_ptr + o_offs, (hs * W)[:, None] + cur_idx.to(tl.int64), mask=om)
     else:
         if FINAL:
-            acc = _div(_div(acc, (he - hs).to(ACC)), W)
-        tl.store(val_ptr + o_offs, acc.to(val_ptr.dtype.element_ty), mask=cmask)
+            acc = _mean_div(acc, (he - hs)[:, None], W)
+        tl.store(val_ptr + o_offs, acc.to(val_ptr.dtype.element_ty), mask=om)
 
 
 @triton.jit
@@ -471,7 +546,7 @@ def _pool_finish_kernel(pval_ptr, pidx_ptr, out_ptr, idx_ptr, N, rows, H, W, n_s
         acc = tl.zeros([BLOCK], dtype=ACC)
         for s in range(0, n_split):
             acc += tl.load(pval_ptr + (s * N + e), mask=m, other=0.0).to(ACC)
-        res = _div(_div(acc, (he - hs).to(ACC)), W)
+        res = _mean_div(acc, he - hs, W)
         tl.store(out_ptr + e, res.to(out_ptr.dtype.element_ty), mask=m)
 
 
@@ -494,33 +569,39 @@ def _pool_bwd_nchw_kernel(grad_ptr, idx_ptr, out_ptr, R, rows, H, W, max_bins,
     n_wblk = tl.cdiv(W, BLOCK_W)
     rb = (pid // n_wblk).to(tl.int64)
     wb = pid % n_wblk
-    r = rb * BLOCK_R + tl.arange(0, BLOCK_R)
+    r, bc, hh = _split_rows(rb, H, BLOCK_R)
     rmask = r < R
-    bc = r // H
-    hh = r - bc * H
     fb = (hh * rows) // H
     lb = ((hh + 1) * rows + H - 1) // H
     cols = wb * BLOCK_W + tl.arange(0, BLOCK_W)
     m = rmask[:, None] & (cols < W)[None, :]
     g_row = bc * rows
     if IS_MAX:
-        flat = hh[:, None] * W + cols[None, :]
+        row_start = hh * W
         acc = tl.zeros([BLOCK_R, BLOCK_W], dtype=ACC)
         for k in range(0, max_bins):
             i = fb + k
             valid = (i < lb) & rmask
             iv = tl.load(idx_ptr + (g_row + i), mask=valid, other=-1)
             gv = tl.load(grad_ptr + (g_row + i), mask=valid, other=0.0).to(ACC)
-            acc += tl.where(iv[:, None] == flat, gv[:, None], 0.0)
+            # column of the arg-max when it lies in this row, else -1 (int32 compare)
+            col = tl.where(valid & (iv >= row_start) & (iv < row_start + W),
+                           iv - row_start, -1).to(tl.int32)
+            acc += tl.where(col[:, None] == cols[None, :], gv[:, None], 0.0)
         res = acc
     else:
         g = tl.zeros([BLOCK_R], dtype=ACC)
+        Wf = tl.cast(W, ACC)
         for k in range(0, max_bins):
             i = fb + k
             valid = (i < lb) & rmask
             gv = tl.load(grad_ptr + (g_row + i), mask=valid, other=0.0).to(ACC)
-            kh = ((i + 1) * H + rows - 1) // rows - (i * H) // rows
-            g += tl.where(valid, _div(_div(gv, kh.to(ACC)), W), 0.0)
+            kh = (((i + 1) * H + rows - 1) // rows - (i * H) // rows).to(ACC)
+            if ACC == tl.float64:
+                d = gv / kh / Wf
+            else:
+                d = tl.div_rn(tl.div_rn(gv, kh), Wf)  # grad / kh / kw, as PyTorch
+            g += tl.where(valid, d, 0.0)
         res = g[:, None] + tl.zeros([BLOCK_R, BLOCK_W], dtype=ACC)
     offs = r[:, None] * W + cols[None, :]
     tl.store(out_ptr + offs, res.to(out_ptr.dtype.element_ty), mask=m)
@@ -528,9 +609,10 @@ def _pool_bwd_nchw_kernel(grad_ptr, idx_ptr, out_ptr, R, rows, H, W, max_bins,
 
 @triton.jit
 def _pool_bwd_nhwc_kernel(grad_ptr, idx_ptr, out_ptr, BH, C, rows, H, W, max_bins,
-                          IS_MAX: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr):
-    """channels_last version of _pool_bwd_nchw_kernel: program (b, h, w-block, c-block),
-    tile BLOCK_W pixels x BLOCK_C channels."""
+                          IS_MAX: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+                          BLOCK_C: tl.constexpr):
+    """channels_last version of _pool_bwd_nchw_kernel: program (block of BLOCK_H rows
+    (b, h), w-block, c-block), tile BLOCK_H x BLOCK_W pixels x BLOCK_C channels."""
     if out_ptr.dtype.element_ty == tl.float64:
         ACC: tl.constexpr = tl.float64
     else:
@@ -541,36 +623,45 @@ def _pool_bwd_nhwc_kernel(grad_ptr, idx_ptr, out_ptr, BH, C, rows, H, W, max_bin
     cb = pid % n_cblk
     t = pid // n_cblk
     wb = t % n_wblk
-    bh = (t // n_wblk).to(tl.int64)
-    b = bh // H
-    hh = bh - b * H
-    fb = (hh * rows) // H
-    lb = ((hh + 1) * rows + H - 1) // H
+    hb = (t // n_wblk).to(tl.int64)
     c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = c < C
+    bh, hmask, hh, lrow = _nhwc_rows(hb, BH, H, C, c, BLOCK_H)
+    rc_mask = hmask[:, None] & cmask[None, :]
+    fb = ((hh * rows) // H)[:, None]
+    lb = (((hh + 1) * rows + H - 1) // H)[:, None]
     w = wb * BLOCK_W + tl.arange(0, BLOCK_W)
-    m = (w < W)[:, None] & cmask[None, :]
-    g_row = (b * C + c) * rows
+    pm = hmask[:, None] & (w < W)[None, :]
+    m = pm[:, :, None] & cmask[None, None, :]
+    g_row = lrow * rows
     if IS_MAX:
-        flat = hh * W + w
-        acc = tl.zeros([BLOCK_W, BLOCK_C], dtype=ACC)
+        row_start = (hh * W)[:, None]
+        acc = tl.zeros([BLOCK_H, BLOCK_W, BLOCK_C], dtype=ACC)
         for k in range(0, max_bins):
             i = fb + k
-            valid = cmask & (i < lb)
+            valid = rc_mask & (i < lb)
             iv = tl.load(idx_ptr + (g_row + i), mask=valid, other=-1)
             gv = tl.load(grad_ptr + (g_row + i), mask=valid, other=0.0).to(ACC)
-            acc += tl.where(iv[None, :] == flat[:, None], gv[None, :], 0.0)
+            # column of the arg-max when it lies in this row, else -1 (int32 compare)
+            col = tl.where(valid & (iv >= row_start) & (iv < row_start + W),
+                           iv - row_start, -1).to(tl.int32)
+            acc += tl.where(col[:, None, :] == w[None, :, None], gv[:, None, :], 0.0)
         res = acc
     else:
-        g = tl.zeros([BLOCK_C], dtype=ACC)
+        g = tl.zeros([BLOCK_H, BLOCK_C], dtype=ACC)
+        Wf = tl.cast(W, ACC)
         for k in range(0, max_bins):
             i = fb + k
-            valid = cmask & (i < lb)
+            valid = rc_mask & (i < lb)
             gv = tl.load(grad_ptr + (g_row + i), mask=valid, other=0.0).to(ACC)
-            kh = ((i + 1) * H + rows - 1) // rows - (i * H) // rows
-            g += tl.where(valid, _div(_div(gv, kh.to(ACC)), W), 0.0)
-        res = g[None, :] + tl.zeros([BLOCK_W, BLOCK_C], dtype=ACC)
-    offs = (bh * W + w)[:, None] * C + c[None, :]
+            kh = (((i + 1) * H + rows - 1) // rows - (i * H) // rows).to(ACC)
+            if ACC == tl.float64:
+                d = gv / kh / Wf
+            else:
+                d = tl.div_rn(tl.div_rn(gv, kh), Wf)  # grad / kh / kw, as PyTorch
+            g += tl.where(valid, d, 0.0)
+        res = g[:, None, :] + tl.zeros([BLOCK_H, BLOCK_W, BLOCK_C], dtype=ACC)
+    offs = ((bh[:, None] * W + w[None, :]) * C)[:, :, None] + c[None, None, :]
     tl.store(out_ptr + offs, res.to(out_ptr.dtype.element_ty), mask=m)
 
 
@@ -714,6 +805,17 @@ def _rows_block(tile: int, block_w: int, n_rows: int) -> int:
     return max(1, min(tile // block_w, _next_pow2(n_rows)))
 
 
+def _nhwc_blocks(tile: int, C: int, W: int, n_rows: int, c_hi: int = 256) -> Tuple[int, int, int]:
+    """(BLOCK_H, BLOCK_W, BLOCK_C) of a channels_last tile: channels first, then pixels
+    of one row, then, only when a whole row fits, several rows (short rows)."""
+    bc = pick_block(C, c_hi, lo=16)
+    bw = _rows_block(tile, bc, W)
+    bh = 1
+    if bw >= W:
+        bh = max(1, min(tile // (bc * bw), _next_pow2(n_rows)))
+    return bh, bw, bc
+
+
 def _check_layout(layout: str) -> bool:
     if layout not in ("nchw", "nhwc"):
         raise ValueError(f'layout must be "nchw" or "nhwc", got {layout!r}')
@@ -742,16 +844,19 @@ def _interp_window(h_in: int, size: int) -> int:
 def _interp_backward_launch(R: int, h_in: int, size: int, g_role: str, g_dtype: torch.dtype,
                             out_dtype: torch.dtype, n_parts: int, sigmoid_grad: bool,
                             logits_role: str) -> Launch:
-    block_j = pick_block(h_in, 64, lo=16)
-    block_r = _rows_block(1024, block_j, R)
+    win = _interp_window(h_in, size)
+    block_j = pick_block(h_in, 32, lo=16)
+    block_k = min(_next_pow2(win), 64)
+    block_r = _rows_block(4096, block_j * block_k, R)
     grid = (_cdiv(R, block_r) * _cdiv(h_in, block_j),)
     return Launch(
         _height_interp_backward_kernel, grid,
         {"g_ptr": (g_role, g_dtype), "out_ptr": ("out", out_dtype),
          "logits_ptr": (logits_role, out_dtype)},
         {"R": R, "h_in": h_in, "size": size, "n_parts": n_parts, "part_stride": R * size,
-         "win": _interp_window(h_in, size)},
-        {"SIGMOID_GRAD": sigmoid_grad, "BLOCK_R": block_r, "BLOCK_J": block_j}, 4)
+         "win": win},
+        {"SIGMOID_GRAD": sigmoid_grad, "BLOCK_R": block_r, "BLOCK_J": block_j,
+         "BLOCK_K": block_k}, 4)
 
 
 def plan_height_interp_backward(R: int, h_in: int, size: int, dtype: torch.dtype) -> Plan:
@@ -772,12 +877,11 @@ def plan_attention_rescale(B: int, C: int, H: int, W: int, h_in: int, dtype: tor
         return Plan([Launch(_rescale_nchw_kernel, grid, ptrs,
                             {"R": R, "H": H, "W": W, "h_in": h_in},
                             {"BLOCK_R": br, "BLOCK_W": bw}, _warps(br * bw))])
-    bc = pick_block(C, 256, lo=16)
-    bw = _rows_block(tile, bc, W)
-    grid = (B * H * _cdiv(W, bw) * _cdiv(C, bc),)
+    bh, bw, bc = _nhwc_blocks(tile, C, W, B * H)
+    grid = (_cdiv(B * H, bh) * _cdiv(W, bw) * _cdiv(C, bc),)
     return Plan([Launch(_rescale_nhwc_kernel, grid, ptrs,
                         {"BH": B * H, "H": H, "W": W, "C": C, "h_in": h_in},
-                        {"BLOCK_W": bw, "BLOCK_C": bc}, _warps(bw * bc))])
+                        {"BLOCK_H": bh, "BLOCK_W": bw, "BLOCK_C": bc}, _warps(bh * bw * bc))])
 
 
 def plan_attention_rescale_backward(B: int, C: int, H: int, W: int, h_in: int,
@@ -802,16 +906,15 @@ def plan_attention_rescale_backward(B: int, C: int, H: int, W: int, h_in: int,
                        {"R": R, "H": H, "W": W, "h_in": h_in, "w_per_split": wps},
                        {"BLOCK_R": br, "BLOCK_W": bw}, _warps(br * bw))
     else:
-        bc = pick_block(C, 256, lo=16)
-        bw = _rows_block(tile, bc, W)
-        base = B * H * _cdiv(C, bc)
+        bh, bw, bc = _nhwc_blocks(tile, C, W, B * H)
+        base = _cdiv(B * H, bh) * _cdiv(C, bc)
         n_wblk = _cdiv(W, bw)
         n_split = max(1, min(n_wblk, _cdiv(TARGET_PROGRAMS, base)))
         wps = _cdiv(n_wblk, n_split) * bw
         n_split = _cdiv(W, wps)
         first = Launch(_rescale_bwd_nhwc_kernel, (base * n_split,), ptrs,
                        {"BH": B * H, "H": H, "W": W, "C": C, "h_in": h_in, "w_per_split": wps},
-                       {"BLOCK_W": bw, "BLOCK_C": bc}, _warps(bw * bc))
+                       {"BLOCK_H": bh, "BLOCK_W": bw, "BLOCK_C": bc}, _warps(bh * bw * bc))
     second = _interp_backward_launch(B * C, h_in, H, "part", acc, dtype, n_split, True, "logits")
     return Plan([first, second], temps={"part": ((n_split, R), acc)})
 
@@ -822,7 +925,8 @@ def plan_width_pool(B: int, C: int, H: int, W: int, rows: int, mode: str, dtype:
     channels_last reductions split in several programs the temporaries pval (acc dtype)
     and pidx (int64), both (n_split, B*C*rows)."""
     is_max = mode == "max"
-    tile = _tile_elems(dtype)
+    # the arg-max bookkeeping needs more registers per element: smaller tiles
+    tile = min(_tile_elems(dtype), 4096) if is_max else _tile_elems(dtype)
     max_kh = _max_bin_rows(H, rows)
     idx_role = "idx" if is_max else "out"
     idx_dtype = torch.int64 if is_max else dtype
@@ -836,10 +940,9 @@ def plan_width_pool(B: int, C: int, H: int, W: int, rows: int, mode: str, dtype:
             {"x_ptr": ("x", dtype), "out_ptr": ("out", dtype), "idx_ptr": (idx_role, idx_dtype)},
             {"NSEG": nseg, "rows": rows, "H": H, "W": W, "n_iter": _cdiv(max_len, bl)},
             {"IS_MAX": is_max, "BLOCK_S": bs, "BLOCK_L": bl}, _warps(bs * bl))])
-    bc = pick_block(C, 64, lo=16)
-    bp = _rows_block(tile, bc, max_kh * W)
-    base = B * rows * _cdiv(C, bc)
     max_pix = max_kh * W
+    bs, bp, bc = _nhwc_blocks(tile, C, max_pix, B * rows, c_hi=64)
+    base = _cdiv(B * rows, bs) * _cdiv(C, bc)
     n_pblk = _cdiv(max_pix, bp)
     n_split = max(1, min(n_pblk, _cdiv(TARGET_PROGRAMS, base)))
     pps = _cdiv(n_pblk, n_split) * bp
@@ -853,9 +956,10 @@ def plan_width_pool(B: int, C: int, H: int, W: int, rows: int, mode: str, dtype:
                 "idx_ptr": ("pidx" if is_max else "pval", torch.int64 if is_max else acc)}
     main = Launch(_pool_nhwc_kernel, (base * n_split,), ptrs,
                   {"B": B, "C": C, "rows": rows, "H": H, "W": W, "pix_per_split": pps,
-                   "n_split": n_split},
-                  {"IS_MAX": is_max, "FINAL": final, "BLOCK_P": bp, "BLOCK_C": bc},
-                  _warps(bp * bc))
+                   "n_split": n_split, "max_pix": max_pix},
+                  {"IS_MAX": is_max, "FINAL": final, "BLOCK_S": bs, "BLOCK_P": bp,
+                   "BLOCK_C": bc},
+                  _warps(bs * bp * bc))
     if final:
         return Plan([main])
     n = B * C * rows
@@ -886,7 +990,8 @@ def plan_width_pool_backward(B: int, C: int, rows: int, H: int, W: int, mode: st
     """grad (B, C, rows) [+ indices] -> out (B, C, H, W); roles: grad, idx, out."""
     is_max = mode == "max"
     max_bins = rows // H + 2  # bins containing one row: at most ceil(rows/H) + 1
-    tile = _tile_elems(dtype)
+    # max: per-row bin state lives across the bin loop, keep few rows per thread
+    tile = 2048 if is_max else _tile_elems(dtype)
     ptrs = {"grad_ptr": ("grad", dtype),
             "idx_ptr": ("idx", torch.int64) if is_max else ("grad", dtype),
             "out_ptr": ("out", dtype)}
@@ -897,13 +1002,14 @@ def plan_width_pool_backward(B: int, C: int, rows: int, H: int, W: int, mode: st
         return Plan([Launch(
             _pool_bwd_nchw_kernel, (_cdiv(R, br) * _cdiv(W, bw),), ptrs,
             {"R": R, "rows": rows, "H": H, "W": W, "max_bins": max_bins},
-            {"IS_MAX": is_max, "BLOCK_R": br, "BLOCK_W": bw}, _warps(br * bw))])
-    bc = pick_block(C, 256, lo=16)
-    bw = _rows_block(tile, bc, W)
+            {"IS_MAX": is_max, "BLOCK_R": br, "BLOCK_W": bw},
+            8 if is_max and br * bw >= 2048 else _warps(br * bw))])
+    bh, bw, bc = _nhwc_blocks(tile, C, W, B * H)
     return Plan([Launch(
-        _pool_bwd_nhwc_kernel, (B * H * _cdiv(W, bw) * _cdiv(C, bc),), ptrs,
+        _pool_bwd_nhwc_kernel, (_cdiv(B * H, bh) * _cdiv(W, bw) * _cdiv(C, bc),), ptrs,
         {"BH": B * H, "C": C, "rows": rows, "H": H, "W": W, "max_bins": max_bins},
-        {"IS_MAX": is_max, "BLOCK_W": bw, "BLOCK_C": bc}, _warps(bw * bc))])
+        {"IS_MAX": is_max, "BLOCK_H": bh, "BLOCK_W": bw, "BLOCK_C": bc},
+        _warps(bh * bw * bc))])
 
 
 # ============================================================================
