@@ -27,6 +27,83 @@ def _bench(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from hanet.training.run import main as train_main
+
+    return train_main(args.rest)
+
+
+def _make_synthetic(args) -> int:
+    from hanet.data import make_synthetic_cityscapes
+
+    h, w = _parse_size(args.size)
+    out = make_synthetic_cityscapes(args.out, train=args.train, val=args.val, test=args.test, size=(h, w),
+                                    seed=args.seed)
+    print(f"wrote {args.train} train, {args.val} val, {args.test} test scenes ({h}x{w}) to {out}")
+    return 0
+
+
+def _eval_setup(args):
+    from hanet.evaluation import load_eval_config, load_model_for_inference, training_defaults
+
+    cfg = load_eval_config(args.overrides, training_defaults(args.checkpoint))
+    return cfg, load_model_for_inference(args.checkpoint, cfg)
+
+
+def _eval(args) -> int:
+    from hanet.evaluation import evaluate, write_json
+
+    cfg, model = _eval_setup(args)
+    metrics, written = evaluate(model, cfg, save_predictions=args.save_predictions)
+    names = list(_class_table(cfg, model).names)
+    print(metrics.table(names))
+    if args.save_predictions:
+        print(f"wrote {len(written)} prediction files to {args.save_predictions}")
+    if args.json:
+        write_json(args.json, metrics, names, {"checkpoint": args.checkpoint, "split": cfg.data.split})
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _class_table(cfg, model):
+    from hanet.data import CITYSCAPES, ClassTable, load_class_table
+    from hanet.data.labels import default_palette
+
+    if cfg.data.classes_file:
+        return load_class_table(cfg.data.classes_file)
+    if model.config.num_classes == len(CITYSCAPES.names):
+        return CITYSCAPES
+    n = model.config.num_classes
+    return ClassTable(names=tuple(f"class_{i}" for i in range(n)), palette=default_palette(n))
+
+
+def _submit(args) -> int:
+    from hanet.evaluation import submit
+
+    args.overrides = [f"data.split={args.split}"] + args.overrides
+    cfg, model = _eval_setup(args)
+    archive = submit(model, cfg, args.out)
+    print(f"wrote the benchmark files to {args.out} and {archive}")
+    return 0
+
+
+def _predict(args) -> int:
+    from hanet.predict import predict_folder
+
+    cfg, model = _eval_setup(args)
+    index = predict_folder(model, args.inputs, args.out, _class_table(cfg, model), cfg.infer.to_inference())
+    print(f"wrote pictures and {index}")
+    return 0
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size must look like HxW, e.g. 256x512, got {text!r}") from None
+    return h, w
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hanet", description="HANet: height-driven attention networks for urban-scene segmentation.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -38,6 +115,59 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("src", help="official checkpoint (.pth)")
     c.add_argument("dst", help="output file")
     c.set_defaults(func=_convert_official)
+
+    overrides_help = ("dotted overrides: data.root=DIR data.split=val data.dataset=cityscapes|bdd100k|folder "
+                      "data.max_images=N device=cpu|cuda backend=cpu|cuda|triton|reference infer.mode=whole|sliding "
+                      "infer.crop_size=[1024,1024] infer.overlap=0.333 infer.scales=[0.5,1.0,2.0] infer.flip=true "
+                      "infer.amp=none|bf16|fp16")
+    e = sub.add_parser("eval", help="evaluate a checkpoint on a labelled split (per-class IoU, mIoU)",
+                       description="Evaluates a checkpoint (hanet's, a training checkpoint, or an official HANet "
+                                   "file) on a labelled split: prints the per-class IoU table. A training "
+                                   "checkpoint's data settings are the defaults.")
+    e.add_argument("checkpoint")
+    e.add_argument("overrides", nargs="*", metavar="key=value", help=overrides_help)
+    e.add_argument("--json", metavar="PATH", help="write miou, per_class, pixel_acc as JSON")
+    e.add_argument("--save-predictions", metavar="DIR",
+                   help="write Cityscapes labelIds PNGs <city>_<seq>_<frame>_pred_labelIds.png")
+    e.set_defaults(func=_eval)
+
+    sb = sub.add_parser("submit", help="write Cityscapes benchmark submission files",
+                        description="Predicts a split (default test) and writes labelIds PNGs per city plus "
+                                    "submission.zip, the files the Cityscapes test server takes.")
+    sb.add_argument("checkpoint")
+    sb.add_argument("overrides", nargs="*", metavar="key=value", help=overrides_help)
+    sb.add_argument("--split", default="test", help="split to predict (default test)")
+    sb.add_argument("--out", required=True, help="output folder")
+    sb.set_defaults(func=_submit)
+
+    pr = sub.add_parser("predict", help="segment images, folders or globs; draw masks and height attention",
+                        description="Runs a checkpoint on images (files, folders, globs; no dataset needed) and "
+                                    "writes for each a colour mask, an overlay, each HANet site's height attention "
+                                    "(rows x channels) and a per-class summary, plus index.html. Works on CPU.")
+    pr.add_argument("checkpoint")
+    pr.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    pr.add_argument("--out", required=True, help="output folder")
+    pr.add_argument("--set", dest="overrides", action="append", default=[], metavar="key=value",
+                    help="an override (repeatable): " + overrides_help)
+    pr.set_defaults(func=_predict)
+
+    t = sub.add_parser("train", help="train in a single process (no process group); see train/train.py for torchrun",
+                       add_help=False,
+                       description="hanet train CONFIG [key=value ...] (--help for details)")
+    t.add_argument("rest", nargs=argparse.REMAINDER)
+    t.set_defaults(func=_train)
+
+    m = sub.add_parser("make-synthetic-cityscapes", help="generate urban scenes in the exact Cityscapes layout",
+                       description="Writes procedurally generated urban scenes (sky and buildings above, road below, "
+                                   "cars and people at plausible heights) as leftImg8bit/ and gtFine/ (labelIds, "
+                                   "color, instanceIds, polygons) in the Cityscapes layout. Deterministic per seed.")
+    m.add_argument("out", help="output dataset root")
+    m.add_argument("--train", type=int, default=20, help="training scenes (default 20)")
+    m.add_argument("--val", type=int, default=5, help="validation scenes (default 5)")
+    m.add_argument("--test", type=int, default=0, help="test scenes (default 0)")
+    m.add_argument("--size", default="256x512", help="HxW of every scene (default 256x512)")
+    m.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    m.set_defaults(func=_make_synthetic)
 
     b = sub.add_parser("bench", help="benchmarks: ops (kernel micro-benchmarks) or model",
                        description="hanet bench ops [--help] | hanet bench model [--help]")

@@ -45,3 +45,7 @@ def main(argv=None, distributed: bool = False) -> int:
             trainer.close()
         cleanup(ctx)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""`hanet predict`: segment a folder of images (no dataset needed) and draw, per
+image, the colour mask, an overlay, each HANet site's height attention (rows x
+channels), and a per-class summary of the last site; plus an index.html."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from hanet.inference import InferenceConfig, predict_probs
+from hanet.vis import attention_heatmap, colorize, overlay
+
+
+def class_summary(attention: torch.Tensor, pred: np.ndarray, names: list[str], per_class_channels: bool) -> list:
+    """(class, pixels, mean attention) of each predicted class under the last site's
+    attention (C, H): a class's own channel when the site rescales the class logits
+    (site 4), else the channel mean, taken at the rows of the class's pixels."""
+    att = attention.float().cpu().numpy()  # (C, H_site): the site's own row resolution
+    site_row = np.arange(pred.shape[0]) * att.shape[1] // pred.shape[0]  # image row -> site row
+    rows_of = np.broadcast_to(site_row[:, None], pred.shape)
+    out = []
+    mean_att = att.mean(0)
+    for c in np.unique(pred):
+        mask = pred == c
+        rows = rows_of[mask]
+        profile = att[c] if per_class_channels and c < att.shape[0] else mean_att
+        out.append((names[c] if c < len(names) else str(c), int(mask.sum()), float(profile[rows].mean())))
+    return sorted(out, key=lambda t: -t[1])
+
+
+def draw_summary(summary: list, palette_of: dict, title: str) -> Image.Image:
+    font = ImageFont.load_default()
+    bar_w, row_h, label_w = 300, 18, 120
+    img = Image.new("RGB", (label_w + bar_w + 60, 30 + row_h * max(1, len(summary))), "white")
+    d = ImageDraw.Draw(img)
+    d.text((5, 5), title, fill="black", font=font)
+    for i, (name, pixels, value) in enumerate(summary):
+        y = 28 + i * row_h
+        d.text((5, y + 2), name, fill="black", font=font)
+        d.rectangle([label_w, y + 2, label_w + int(bar_w * value), y + row_h - 3], fill=palette_of.get(name, (90, 90, 90)))
+        d.text((label_w + bar_w + 5, y + 2), f"{value:.2f}", fill="black", font=font)
+    return img
+
+
+def _page(entries: list[dict], title: str) -> str:
+    rows = []
+    for e in entries:
+        cells = "".join(f'<figure><img src="{html.escape(src)}" alt="{html.escape(cap)}"><figcaption>{html.escape(cap)}'
+                        f"</figcaption></figure>" for cap, src in e["pictures"])
+        rows.append(f'<section><h2>{html.escape(e["name"])}</h2><div class="row">{cells}</div></section>')
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + html.escape(title) +
+            "</title><style>body{font-family:sans-serif;margin:1em}.row{display:flex;flex-wrap:wrap;gap:8px}"
+            "figure{margin:0}img{max-height:260px;border:1px solid #ccc}figcaption{font-size:12px}</style></head>"
+            "<body><h1>" + html.escape(title) + "</h1>\n" + "\n".join(rows) + "\n</body></html>\n")
+
+
+@torch.inference_mode()
+def predict_folder(model, sources: list[str], out: str, classes, infer: InferenceConfig | None = None,
+                   progress: bool = True) -> Path:
+    """Writes the pictures of every image in `sources` under `out`; returns index.html's path."""
+    from hanet.data import ImageFolder, eval_transforms
+
+    dataset = ImageFolder(sources, transform=eval_transforms())
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = next(model.parameters()).device
+    names, palette = list(classes.names), list(classes.palette)
+    palette_of = dict(zip(names, palette))
+    sites = [i for i in range(5) if getattr(model, f"hanet{i}", None) is not None]
+    last_is_class_site = bool(sites) and sites[-1] == 4
+    entries = []
+    items = range(len(dataset))
+    if progress:
+        from tqdm import tqdm
+
+        items = tqdm(items, desc="predict")
+    used = set()
+    for i in items:
+        sample = dataset[i]
+        stem = sample["name"]
+        while stem in used:  # same file name in two folders
+            stem += "_"
+        used.add(stem)
+        image = sample["image"][None].to(device)
+        pos = sample["pos_h"][None].to(device)
+        probs = predict_probs(model, image, pos, infer or InferenceConfig())
+        pred = probs.argmax(1)[0].cpu().numpy()
+        rgb = np.asarray(Image.open(sample["path"]).convert("RGB"))
+        mask = colorize(pred, palette)
+        pictures = [("input", sample["path"])]
+        for kind, arr in (("mask", mask), ("overlay", overlay(rgb, mask))):
+            path = out_dir / f"{stem}_{kind}.png"
+            Image.fromarray(arr).save(path)
+            pictures.append((kind, path.name))
+        if sites:
+            _, attentions = model(image, pos_h=pos, return_attention=True)
+            for s, att in zip(sites, attentions):
+                heat = attention_heatmap(att[0], cell=max(1, 256 // att.shape[1]), height=256)
+                path = out_dir / f"{stem}_attention_site{s}.png"
+                Image.fromarray(heat).save(path)
+                pictures.append((f"attention, site {s} (rows x channels)", path.name))
+            summary = class_summary(attentions[-1][0], pred, names, last_is_class_site)
+            title = f"mean attention of site {sites[-1]} at each predicted class's pixels"
+            path = out_dir / f"{stem}_attention_classes.png"
+            draw_summary(summary, palette_of, title).save(path)
+            pictures.append((f"per-class attention, site {sites[-1]}", path.name))
+        # the input picture: link to a copy so the page works when moved
+        src = out_dir / f"{stem}_input.png"
+        Image.fromarray(rgb).save(src)
+        pictures[0] = ("input", src.name)
+        entries.append({"name": stem, "pictures": pictures})
+    index = out_dir / "index.html"
+    index.write_text(_page(entries, f"hanet predictions ({len(entries)} images)"))
+    return index
