@@ -76,6 +76,7 @@ class TrainSection:
     ckpt_every: int = 500
     seed: int = 0
     resume: bool = False
+    stop_at: int | None = None  # end this session at that iteration (saving last.pt); resume later
     syncbn: bool = True  # used only on GPU with more than one process
     channels_last: bool = False
     device: str = "auto"  # auto | cpu | cuda

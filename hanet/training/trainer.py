@@ -190,8 +190,11 @@ class Trainer:
         if self.ctx.is_main:
             from tqdm import tqdm
 
+            import sys
+
+            # A redrawn bar on a terminal; an occasional line in a log file.
             bar = tqdm(total=cfg.train.max_iter, initial=self.iteration, desc="train", dynamic_ncols=True,
-                       mininterval=2.0)
+                       mininterval=2.0 if sys.stdout.isatty() else 30.0, file=sys.stdout)
         last_metrics = None
         self.log.info(f"training {cfg.model.arch} (hanet={cfg.model.hanet}) for {cfg.train.max_iter} iterations on "
                       f"{self.ctx.world_size} process(es), device {self.device}, {len(self.train_set)} training images")
@@ -217,11 +220,13 @@ class Trainer:
                         if last_metrics["miou"] > self.best_miou:
                             self.best_miou, best = last_metrics["miou"], True
                         self.net.train()
-                    stop = any_rank(self.ctx, self.stop_requested)
+                    stop = any_rank(self.ctx, self.stop_requested) or self.iteration == cfg.train.stop_at
                     if best or stop or is_last or self.iteration % cfg.train.ckpt_every == 0:
                         self.save(best=best)
                     if stop:
-                        self.log.info(f"SIGTERM: saved {self.ckpt_dir / 'last.pt'} at iteration {self.iteration}; exiting")
+                        why = "SIGTERM" if self.stop_requested else f"train.stop_at={cfg.train.stop_at}"
+                        self.log.info(f"{why}: saved {self.ckpt_dir / 'last.pt'} at iteration {self.iteration}; "
+                                      f"continue with train.resume=true")
                         return last_metrics
                     if is_last:
                         break

@@ -1,0 +1,151 @@
+"""Training: config errors, the LR schedule, exact resume, SIGTERM, torchrun with gloo."""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from hanet.models import build_model, load
+from hanet.training.config import ConfigError, load_config
+from hanet.training.optim import build_optimizer, build_scheduler
+from hanet.training.run import main as train_main
+from train_fixtures import tiny_cityscapes, tiny_overrides  # noqa: F401  (fixture)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_every_recipe_config_loads():
+    for path in sorted((REPO / "train" / "configs").glob("*.yaml")):
+        if path.name.startswith("_"):
+            continue
+        cfg = load_config(path)
+        build_model(cfg.model.arch, num_classes=cfg.model.num_classes)  # the arch name resolves
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key 'train.max_iters'"):
+        load_config(None, ["train.max_iters=3"])
+    with pytest.raises(ConfigError, match="train.max_iter: expected an int"):
+        load_config(None, ["train.max_iter=many"])
+    with pytest.raises(ConfigError, match="model.hanet\\[1\\]: expected an int"):
+        load_config(None, ["model.hanet=[1,x,1,1,0]"])
+    with pytest.raises(ConfigError, match="data.batch_size must be >= 1"):
+        load_config(None, ["data.batch_size=0"])
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  lr: [1\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    cfg = load_config(None, ["train.lr=1", "model.hanet=[0,0,0,0,0]", "output_dir=x"])
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float) and cfg.model.hanet == [0, 0, 0, 0, 0]
+
+
+def test_lr_of_both_groups_follows_the_poly_formula():
+    cfg = load_config(None, ["train.lr=0.01", "train.hanet_lr=0.02", "train.poly_exp=0.9",
+                             "train.hanet_poly_exp=0.5", "train.max_iter=100", "train.weight_decay=0.0005",
+                             "train.hanet_weight_decay=0.0001"])
+    model = build_model("deeplabv3plus_mbv2_os16", hanet=[1, 1, 1, 1, 0], hanet_set=[3, 16, 3])
+    opt = build_optimizer(model, cfg.train)
+    sched = build_scheduler(opt, cfg.train.max_iter)
+    main, hanet = opt.param_groups
+    assert (main["name"], hanet["name"]) == ("main", "hanet")
+    assert (main["weight_decay"], hanet["weight_decay"]) == (0.0005, 0.0001)
+    n_hanet = sum(p.numel() for s in model.hanet_sites() for p in s.parameters() if p.requires_grad)
+    assert sum(p.numel() for p in hanet["params"]) == n_hanet
+    for it in range(100):
+        assert main["lr"] == pytest.approx(0.01 * (1 - it / 100) ** 0.9, rel=1e-12)
+        assert hanet["lr"] == pytest.approx(0.02 * (1 - it / 100) ** 0.5, rel=1e-12)
+        opt.step()
+        sched.step()
+
+
+def _weights(path):
+    return load(path).state_dict()
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tiny_cityscapes, tmp_path):
+    assert train_main(tiny_overrides_args(tiny_cityscapes, tmp_path / "straight")) == 0
+    assert train_main(tiny_overrides_args(tiny_cityscapes, tmp_path / "split", "train.stop_at=4")) == 0
+    mid = torch.load(tmp_path / "split/checkpoints/last.pt", weights_only=True)
+    assert mid["training"]["iteration"] == 4
+    assert train_main(tiny_overrides_args(tiny_cityscapes, tmp_path / "split", "train.resume=true")) == 0
+    a, b = _weights(tmp_path / "straight/checkpoints/last.pt"), _weights(tmp_path / "split/checkpoints/last.pt")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after resume"
+    # the run wrote its logs
+    lines = (tmp_path / "straight/metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and '"miou"' in lines[0] and '"per_class"' in lines[0]
+    assert (tmp_path / "straight/checkpoints/best.pt").exists()
+    assert any((tmp_path / "straight/tb").iterdir())
+
+
+def tiny_overrides_args(root, out, *extra):
+    return [str(REPO / "train/configs/demo.yaml")] + tiny_overrides(root, out, *extra)
+
+
+def test_sigterm_saves_last_checkpoint(tiny_cityscapes, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "hanet", "train"] + tiny_overrides_args(tiny_cityscapes, out, "train.max_iter=100000",
+                                                                         "train.ckpt_every=100000",
+                                                                         "train.val_every=100000")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        log = out / "tb"
+        if log.exists() and (out / "train.log").exists() and "training" in (out / "train.log").read_text():
+            break
+        time.sleep(0.5)
+    time.sleep(3)  # some iterations
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output
+    assert "SIGTERM: saved" in output
+    ckpt = torch.load(out / "checkpoints/last.pt", weights_only=True)
+    assert ckpt["training"]["iteration"] >= 1
+
+
+def test_missing_dataset_and_corrupt_png_are_clear_errors(tiny_cityscapes, tmp_path, capsys):
+    with pytest.raises(FileNotFoundError) as info:
+        train_main(tiny_overrides_args(tmp_path / "no_such_root", tmp_path / "r1"))
+    assert "leftImg8bit" in str(info.value)  # the expected tree is shown
+    # a copy of the dataset with one truncated label
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_cityscapes, root)
+    victim = sorted((root / "gtFine/val").rglob("*_labelIds.png"))[0]
+    victim.write_bytes(victim.read_bytes()[:40])
+    with pytest.raises(ValueError) as info:
+        train_main(tiny_overrides_args(root, tmp_path / "r2", "train.max_iter=3", "train.val_every=3"))
+    assert victim.name in str(info.value)
+
+
+def test_bad_config_exits_with_message(capsys):
+    assert train_main([str(REPO / "train/configs/demo.yaml"), "train.nope=1"]) == 2
+    assert "unknown config key 'train.nope'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_torchrun_two_process_gloo(tiny_cityscapes, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(REPO / "train/train.py")] + tiny_overrides_args(tiny_cityscapes, out, "train.max_iter=4",
+                                                                "train.val_every=2", "train.ckpt_every=2")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ckpt = torch.load(out / "checkpoints/last.pt", weights_only=True)
+    assert ckpt["training"]["world_size"] == 2 and len(ckpt["training"]["rng"]) == 2
+    assert ckpt["training"]["iteration"] == 4
+    # only rank 0 writes the log and metrics
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    assert "[rank 1] INFO" not in proc.stdout
