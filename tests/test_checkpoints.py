@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hanet.models import CheckpointError, build_model, convert_official, load, load_official, save
+from hanet.models import CheckpointError, build_model, load, load_official, save
 from hanet.models.pretrained import load_pretrained_trunk
 from official_ckpt import official_state_dict, write_official_checkpoint
 

@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +17,6 @@ from hanet.data import CITYSCAPES, LABEL_TO_TRAIN, train_to_label_ids
 from hanet.inference import InferenceConfig, predict_probs
 from hanet.metrics import ConfusionMatrix
 from hanet.models import build_model, save
-from train_fixtures import tiny_cityscapes  # noqa: F401  (fixture)
 
 
 def test_metrics_against_a_hand_computed_matrix():

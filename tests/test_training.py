@@ -1,7 +1,6 @@
 """Training: config errors, the LR schedule, exact resume, SIGTERM, torchrun with gloo."""
 from __future__ import annotations
 
-import math
 import os
 import signal
 import subprocess
@@ -16,7 +15,7 @@ from hanet.models import build_model, load
 from hanet.training.config import ConfigError, load_config
 from hanet.training.optim import build_optimizer, build_scheduler
 from hanet.training.run import main as train_main
-from train_fixtures import tiny_cityscapes, tiny_overrides  # noqa: F401  (fixture)
+from train_fixtures import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,6 +7,10 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
+#include <limits>
+
+#include "../hanet_math.h"
+
 namespace hanet {
 namespace cpu {
 
@@ -196,6 +200,97 @@ inline void store_row(const acc_t<T>* src, T* out, int64_t n) {
     IO::store(out + i, v);
   }
   for (; i < n; ++i) out[i] = static_cast<T>(src[i]);
+}
+
+// Maximum of in[0..n) and its index with PyTorch's rule (the first maximum; the last
+// NaN when there is one), in one vector pass: every lane keeps its own running
+// maximum and index (scan order within a lane), then the lanes are merged.
+template <typename T>
+inline void row_max(const T* in, int64_t n, acc_t<T>& best, int64_t& arg) {
+  using IO = VecIO<T>;
+  using Vec = typename IO::Vec;
+  using acc = acc_t<T>;
+  constexpr int L = Vec::size();
+  const acc lowest = -std::numeric_limits<acc>::infinity();
+  Vec bv[IO::kN], iv[IO::kN];
+  for (int k = 0; k < IO::kN; ++k) {
+    bv[k] = Vec(lowest);
+    iv[k] = Vec(acc(0));
+  }
+  int64_t i = 0;
+  // Lane indices travel as acc_t values: exact while n < 2^24 (checked by the caller).
+  for (; i + IO::kStep <= n; i += IO::kStep) {
+    Vec v[IO::kN];
+    IO::load(in + i, v);
+    for (int k = 0; k < IO::kN; ++k) {
+      const Vec take = (v[k] > bv[k]) | v[k].isnan();
+      bv[k] = Vec::blendv(bv[k], v[k], take);
+      iv[k] = Vec::blendv(iv[k], Vec::arange(static_cast<acc>(i + k * L), acc(1)), take);
+    }
+  }
+  acc b = lowest;
+  int64_t a = 0;
+  bool have = false, nan = false;
+  acc lane_b[L];
+  acc lane_i[L];
+  for (int k = 0; k < IO::kN; ++k) {
+    bv[k].store(lane_b);
+    iv[k].store(lane_i);
+    for (int l = 0; l < L; ++l) {
+      const acc vb = lane_b[l];
+      const int64_t vi = static_cast<int64_t>(lane_i[l]);
+      if (vb != vb) {  // NaN: the last one wins
+        if (!nan || vi > a) a = vi;
+        nan = true;
+        b = vb;
+      } else if (!nan && (!have || vb > b || (vb == b && vi < a))) {
+        b = vb;
+        a = vi;
+      }
+      have = true;
+    }
+  }
+  if (i == 0) {
+    b = lowest;
+    a = 0;
+  }
+  for (; i < n; ++i) {  // the tail, in scan order after every vector element
+    const acc v = static_cast<acc>(in[i]);
+    if (math::takes_max(v, b)) {
+      b = v;
+      a = i;
+    }
+  }
+  best = b;
+  arg = a;
+}
+
+// Running column-wise maximum over a channels_last row: where in[i] takes the
+// maximum (greater, or NaN), best[i] = in[i] and argf[i] = col (column as acc_t).
+template <typename T>
+inline void max_update_cols(const T* in, acc_t<T>* best, acc_t<T>* argf, int64_t n, acc_t<T> col) {
+  using IO = VecIO<T>;
+  using Vec = typename IO::Vec;
+  const Vec vcol(col);
+  int64_t i = 0;
+  for (; i + IO::kStep <= n; i += IO::kStep) {
+    Vec v[IO::kN];
+    IO::load(in + i, v);
+    for (int k = 0; k < IO::kN; ++k) {
+      const int64_t o = i + k * Vec::size();
+      const Vec b = Vec::loadu(best + o);
+      const Vec take = (v[k] > b) | v[k].isnan();
+      Vec::blendv(b, v[k], take).store(best + o);
+      Vec::blendv(Vec::loadu(argf + o), vcol, take).store(argf + o);
+    }
+  }
+  for (; i < n; ++i) {
+    const acc_t<T> v = static_cast<acc_t<T>>(in[i]);
+    if (math::takes_max(v, best[i])) {
+      best[i] = v;
+      argf[i] = col;
+    }
+  }
 }
 
 // Items per parallel_for chunk so that a chunk touches about `elements` elements.

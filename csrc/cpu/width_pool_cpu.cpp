@@ -50,44 +50,24 @@ void row_maxima(const at::Tensor& x, acc_t<T>* maxima, int64_t* cols, Layout lay
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const T* X = x.const_data_ptr<T>();
   const acc lowest = -std::numeric_limits<acc>::infinity();
+  // Column indices ride along as acc_t values in the vector code: exact below 2^24.
+  TORCH_CHECK(W < (int64_t(1) << 24), "hanet.width_pool: max pooling supports widths below 2^24, got ", W);
   if (layout == Layout::NCHW) {
     at::parallel_for(0, B * C * H, grain_for(W), [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const T* row = X + r * W;
-        acc best = lowest;
-        int64_t arg = 0;
-        for (int64_t xw = 0; xw < W; ++xw) {
-          const acc v = static_cast<acc>(row[xw]);
-          if (math::takes_max(v, best)) {
-            best = v;
-            arg = xw;
-          }
-        }
-        maxima[r] = best;
-        cols[r] = arg;
-      }
+      for (int64_t r = begin; r < end; ++r) row_max<T>(X + r * W, W, maxima[r], cols[r]);
     });
   } else {
     at::parallel_for(0, B * H, grain_for(W * C), [&](int64_t begin, int64_t end) {
-      std::vector<acc> best(C);
-      std::vector<int64_t> arg(C);
+      std::vector<acc> best(C), argf(C);
       for (int64_t r = begin; r < end; ++r) {
         const int64_t b = r / H, y = r % H;
         std::fill(best.begin(), best.end(), lowest);
-        std::fill(arg.begin(), arg.end(), 0);
-        for (int64_t xw = 0; xw < W; ++xw) {
-          const T* px = X + (r * W + xw) * C;
-          for (int64_t c = 0; c < C; ++c) {
-            const acc v = static_cast<acc>(px[c]);
-            if (math::takes_max(v, best[c])) {
-              best[c] = v;
-              arg[c] = xw;
-            }
-          }
-        }
+        std::fill(argf.begin(), argf.end(), acc(0));
+        for (int64_t xw = 0; xw < W; ++xw)
+          max_update_cols<T>(X + (r * W + xw) * C, best.data(), argf.data(), C, static_cast<acc>(xw));
         for (int64_t c = 0; c < C; ++c) {
           maxima[(b * C + c) * H + y] = best[c];
-          cols[(b * C + c) * H + y] = arg[c];
+          cols[(b * C + c) * H + y] = static_cast<int64_t>(argf[c]);
         }
       }
     });

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 from dataclasses import asdict, dataclass, field
 
 import torch
