@@ -16,15 +16,9 @@ def _convert_official(args) -> int:
 
 
 def _bench(args) -> int:
-    if args.what == "ops":
-        from hanet.bench.ops_bench import main as ops_main
+    from hanet.bench.__main__ import main as bench_main
 
-        ops_main(args.rest)
-    else:
-        from hanet.bench.model_bench import main as model_main
-
-        model_main(args.rest)
-    return 0
+    return bench_main([args.what] + args.rest)
 
 
 def _train(args) -> int:
@@ -52,13 +46,26 @@ def _eval_setup(args):
 
 def _eval(args) -> int:
     from hanet.evaluation import evaluate, write_json
+    from hanet.training.distributed import cleanup, init_distributed, launched_by_torchrun
 
     cfg, model = _eval_setup(args)
-    metrics, written = evaluate(model, cfg, save_predictions=args.save_predictions)
+    # Under torchrun every process evaluates a shard; the confusion matrices are summed.
+    ctx = init_distributed(cfg.device, use_process_group=True) if launched_by_torchrun() else None
+    try:
+        metrics, written = evaluate(model.to(ctx.device) if ctx else model, cfg,
+                                    save_predictions=args.save_predictions, ctx=ctx)
+    finally:
+        if ctx is not None:
+            cleanup(ctx)
+    if ctx is not None and ctx.rank != 0:
+        return 0
     names = list(_class_table(cfg, model).names)
     print(metrics.table(names))
     if args.save_predictions:
-        print(f"wrote {len(written)} prediction files to {args.save_predictions}")
+        from pathlib import Path
+
+        count = len(list(Path(args.save_predictions).glob("*_pred_labelIds.png")))  # every rank's files
+        print(f"{count} prediction files in {args.save_predictions}")
     if args.json:
         write_json(args.json, metrics, names, {"checkpoint": args.checkpoint, "split": cfg.data.split})
         print(f"wrote {args.json}")
@@ -169,9 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     m.set_defaults(func=_make_synthetic)
 
-    b = sub.add_parser("bench", help="benchmarks: ops (kernel micro-benchmarks) or model",
-                       description="hanet bench ops [--help] | hanet bench model [--help]")
-    b.add_argument("what", choices=["ops", "model"])
+    b = sub.add_parser("bench", help="benchmarks: ops (kernels), model (training step), infer (images/s)",
+                       description="hanet bench ops [--help] | hanet bench model [--help] | hanet bench infer [--help]")
+    b.add_argument("what", choices=["ops", "model", "infer"])
     b.add_argument("rest", nargs=argparse.REMAINDER, help="options of the benchmark (see its --help)")
     b.set_defaults(func=_bench)
     return p

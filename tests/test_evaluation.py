@@ -152,6 +152,24 @@ def test_eval_submit_predict_cli(tiny_cityscapes, small_model, tmp_path):
     assert page.count("<section>") == 2
 
 
+def test_distributed_eval_equals_single_process(tiny_cityscapes, small_model, tmp_path):
+    ckpt = tmp_path / "model.pt"
+    save(small_model, ckpt)
+    single = _cli("eval", ckpt, f"data.root={tiny_cityscapes}", "data.split=train", "--json", tmp_path / "one.json",
+                  cwd=tmp_path)
+    assert single.returncode == 0, single.stderr
+    import os
+
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "hanet", "eval", str(ckpt), f"data.root={tiny_cityscapes}", "data.split=train",
+                           "--json", str(tmp_path / "two.json")], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one, two = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
+    assert two["miou"] == pytest.approx(one["miou"], abs=1e-12)
+    assert two["pixel_acc"] == pytest.approx(one["pixel_acc"], abs=1e-12)
+
+
 def test_cli_errors_are_clear(tiny_cityscapes, small_model, tmp_path):
     proc = _cli("eval", tmp_path / "missing.pt", cwd=tmp_path)
     assert proc.returncode == 1 and "checkpoint not found" in proc.stderr and "missing.pt" in proc.stderr

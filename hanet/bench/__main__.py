@@ -1,20 +1,16 @@
-"""python -m hanet.bench {ops,model} [options]"""
+"""python -m hanet.bench {ops,model,infer} [options]"""
 import sys
 
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("ops", "model"):
-        print("usage: python -m hanet.bench {ops,model} [--help]", file=sys.stderr)
+    if not argv or argv[0] not in ("ops", "model", "infer"):
+        print("usage: python -m hanet.bench {ops,model,infer} [--help]", file=sys.stderr)
         return 2
-    if argv[0] == "ops":
-        from .ops_bench import main as ops_main
+    import importlib
 
-        ops_main(argv[1:])
-    else:
-        from .model_bench import main as model_main
-
-        model_main(argv[1:])
+    module = {"ops": "ops_bench", "model": "model_bench", "infer": "infer_bench"}[argv[0]]
+    importlib.import_module(f"hanet.bench.{module}").main(argv[1:])
     return 0
 
 
