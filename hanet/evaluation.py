@@ -51,17 +51,9 @@ class EvalConfig:
 
 def load_eval_config(overrides: list[str], defaults: dict | None = None) -> EvalConfig:
     """EvalConfig from dotted key=value overrides (unknown keys and wrong types are errors)."""
-    from hanet.training.config import _merge, parse_override
+    from hanet.training.config import apply_overrides
 
-    cfg = EvalConfig()
-    if defaults:
-        _merge(cfg, defaults)
-    for text in overrides:
-        keys, value = parse_override(text)
-        nested: object = value
-        for k in reversed(keys):
-            nested = {k: nested}
-        _merge(cfg, nested)  # type: ignore[arg-type]
+    cfg = apply_overrides(EvalConfig(), overrides, defaults)
     cfg.infer.to_inference()  # validates
     return cfg
 

@@ -195,14 +195,23 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     cfg = Config()
     if path is not None:
         _merge(cfg, _read_yaml(Path(path).resolve()))
+    apply_overrides(cfg, overrides)
+    validate(cfg)
+    return cfg
+
+
+def apply_overrides(obj, overrides, defaults: dict | None = None):
+    """Merges `defaults` (a nested dict), then each dotted ``key=value`` into the
+    dataclass tree `obj`, type-checking every value."""
+    if defaults:
+        _merge(obj, defaults)
     for text in overrides:
         keys, value = parse_override(text)
         nested: object = value
         for k in reversed(keys):
             nested = {k: nested}
-        _merge(cfg, nested)  # type: ignore[arg-type]
-    validate(cfg)
-    return cfg
+        _merge(obj, nested)  # type: ignore[arg-type]
+    return obj
 
 
 def validate(cfg: Config) -> None:
