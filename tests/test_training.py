@@ -148,3 +148,14 @@ def test_torchrun_two_process_gloo(tiny_cityscapes, tmp_path):
     # only rank 0 writes the log and metrics
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
     assert "[rank 1] INFO" not in proc.stdout
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_amp_training_runs(tiny_cityscapes, tmp_path, amp):
+    """Mixed precision on CPU: bf16 autocast, and fp16 with the grad scaler."""
+    out = tmp_path / amp
+    assert train_main(tiny_overrides_args(tiny_cityscapes, out, f"train.amp={amp}", "train.max_iter=2",
+                                          "train.val_every=2")) == 0
+    ckpt = torch.load(out / "checkpoints/last.pt", weights_only=True)
+    assert ckpt["training"]["iteration"] == 2
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
