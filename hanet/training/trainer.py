@@ -207,7 +207,7 @@ class Trainer:
                     self.iteration += 1
                     if bar is not None:
                         bar.update(1)
-                        bar.set_postfix(loss=f"{stats['loss']:.3f}")
+                        bar.set_postfix(loss=f"{stats['loss']:.3f}", refresh=False)
                     if self.iteration % cfg.train.log_every == 0:
                         lrs = {f"lr/{g['name']}": g["lr"] for g in self.optimizer.param_groups}
                         self.log.scalars(self.iteration, {f"train/{k}": v for k, v in stats.items()} | lrs |
