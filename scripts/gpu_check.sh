@@ -11,7 +11,7 @@ set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu}
 mkdir -p "$OUT"
-STEPS=${STEPS:-"build tests ops model"}
+STEPS=${STEPS:-"build tests ops model model_triton infer"}
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda} HANET_CUDA=1
 export MAX_JOBS=${MAX_JOBS:-$(nproc)}
@@ -54,6 +54,18 @@ for s in $STEPS; do
     timeout "${MODEL_TIMEOUT:-100}" $PY -m hanet.bench model --device cuda --height 768 --width 768 --batch 2 \
       --reps 10 --json "$OUT/model_cuda.json" >"$OUT/model_bench.log" 2>&1 || status=1
     tail -12 "$OUT/model_bench.log"
+    ;;
+  model_triton)
+    step "model benchmark, Triton kernels"
+    HANET_BACKEND=triton timeout "${MODEL_TIMEOUT:-100}" $PY -m hanet.bench model --device cuda --height 768 \
+      --width 768 --batch 2 --reps 10 --no-memory --json "$OUT/model_cuda_triton.json" >"$OUT/model_bench_triton.log" 2>&1 || status=1
+    tail -8 "$OUT/model_bench_triton.log"
+    ;;
+  infer)
+    step "inference benchmark"
+    timeout "${INFER_TIMEOUT:-150}" $PY -m hanet.bench infer --device cuda --height 1024 --width 2048 --crop 768 \
+      --reps 5 --json "$OUT/infer_cuda.json" >"$OUT/infer_bench.log" 2>&1 || status=1
+    tail -12 "$OUT/infer_bench.log"
     ;;
   esac
 done

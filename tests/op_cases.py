@@ -42,8 +42,9 @@ def _max_err(value: torch.Tensor, truth: torch.Tensor) -> float:
 
 
 def assert_close_to_truth(value, truth, eager=None, dtype=None, what=""):
-    """fp32/fp64: tight tolerance against the float64 truth.  fp16/bf16: error at
-    most twice that of eager PyTorch in the same dtype (plus one ulp of scale)."""
+    """fp64: tight tolerance against the float64 truth.  fp32: tight, or at most twice
+    eager PyTorch's fp32 error when `eager` is given.  fp16/bf16: error at most twice
+    that of eager PyTorch in the same dtype (plus one ulp of scale)."""
     assert value.shape == truth.shape, f"{what}: shape {tuple(value.shape)} != {tuple(truth.shape)}"
     dtype = dtype or value.dtype
     scale = max(truth.double().abs().max().item(), 1e-3)
@@ -51,7 +52,10 @@ def assert_close_to_truth(value, truth, eager=None, dtype=None, what=""):
     if dtype == torch.float64:
         assert err <= 1e-10 * scale, f"{what}: float64 error {err}"
     elif dtype == torch.float32:
-        assert err <= 2e-6 * scale, f"{what}: float32 error {err} (scale {scale})"
+        # Tight, unless eager PyTorch in fp32 is given and itself strays further (long
+        # reductions, interpolation coordinates of thousands of rows): then 2x eager's error.
+        bound = 2e-6 * scale if eager is None else max(2e-6 * scale, 2 * _max_err(eager, truth))
+        assert err <= bound, f"{what}: float32 error {err} > {bound} (scale {scale})"
     else:
         assert eager is not None
         eager_err = _max_err(eager, truth)

@@ -47,13 +47,13 @@ def _run(fn, inputs, g_seed=7):
 
 
 def _check(fn_ours, fn_ref, cpu_inputs, dtype, what):
-    """Ours on the GPU vs float64 truth (reference on CPU); fp16/bf16 also vs eager
-    reference in the same dtype on the GPU."""
+    """Ours on the GPU vs float64 truth (reference on CPU); fp32/fp16/bf16 also vs the
+    eager reference in the same dtype on the GPU."""
     gpu_inputs = [_gpu(t) for t in cpu_inputs]
     ours, ours_g = _run(fn_ours, gpu_inputs)
     truth, truth_g = _run(fn_ref, [t.double() for t in cpu_inputs])
     eager, eager_g = None, [None] * len(cpu_inputs)
-    if dtype in (torch.float16, torch.bfloat16):
+    if dtype != torch.float64:  # eager PyTorch on the GPU in the same dtype: the yardstick
         eager, eager_g = _run(fn_ref, gpu_inputs)
     assert ours.dtype == dtype
     assert_close_to_truth(ours, truth, eager, dtype, f"{what} forward")

@@ -24,3 +24,8 @@ def has_kernel(op: str, dispatch_key: str) -> bool:
     if _load_error is not None:
         return False
     return torch._C._dispatch_has_kernel_for_dispatch_key(f"hanet::{op}", dispatch_key)
+
+
+# Read once at import: backend resolution runs inside torch.compile'd code, and
+# Dynamo cannot trace the dispatcher query (it returns a bool, not a tensor).
+HAS_CUDA_KERNELS: bool = has_kernel("attention_rescale", "CUDA")

@@ -8,7 +8,6 @@ for the tensors' device.
 """
 from __future__ import annotations
 
-import functools
 import importlib.util
 import os
 
@@ -25,9 +24,13 @@ class BackendUnavailableError(RuntimeError):
     """A backend was asked for that cannot run here (or not on these tensors)."""
 
 
-@functools.cache
+# Constants read at import: resolve() runs inside torch.compile'd models, where Dynamo
+# cannot trace importlib or dispatcher queries.
+_TRITON_IMPORTABLE = importlib.util.find_spec("triton") is not None
+
+
 def _triton_importable() -> bool:
-    return importlib.util.find_spec("triton") is not None
+    return _TRITON_IMPORTABLE
 
 
 def _triton_interpret() -> bool:
@@ -47,7 +50,7 @@ def _why_unavailable(backend: str, device_type: str) -> str | None:
     if backend == "cuda":
         if device_type != "cuda":
             return f"the cuda backend runs on CUDA tensors, these are on {device_type}"
-        if not _extension.has_kernel("attention_rescale", "CUDA"):
+        if not _extension.HAS_CUDA_KERNELS:
             return "hanet._C was built without CUDA kernels (rebuild with HANET_CUDA=1)"
         return None
     if backend == "triton":
