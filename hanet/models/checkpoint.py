@@ -114,12 +114,34 @@ def atomic_save(obj, path: str | os.PathLike) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+        # The rename itself must reach the disk, or a power cut could bring back the old name.
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        io_error = _io_error_of(exc)
+        if io_error is not None and io_error is not exc:
+            # torch.save's zip writer turns a failed write (ENOSPC, EFBIG, EIO) into a bare
+            # RuntimeError on closing; give callers the OSError that says what happened.
+            raise io_error from exc
         raise
+
+
+def _io_error_of(exc: BaseException) -> OSError | None:
+    """The OSError at the root of `exc` (itself, or one it was raised while handling)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__context__ or exc.__cause__
+    return None
 
 
 def model_payload(model: DeepLabV3Plus, meta: dict | None = None) -> dict:

@@ -70,6 +70,8 @@ class TrainSection:
     aux_weight: float = 0.4
     cls_wt_loss: bool = False
     amp: str = "none"  # none | bf16 | fp16
+    # fp16: the grad scaler skips steps with a non-finite loss; this many in a row stop the run.
+    max_skipped_steps: int = 20
     grad_clip: float | None = None
     val_every: int = 1000
     log_every: int = 20
@@ -221,7 +223,8 @@ def validate(cfg: Config) -> None:
     if t.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"train.device must be auto, cpu or cuda, got {t.device!r}")
     for key, v in (("train.max_iter", t.max_iter), ("train.val_every", t.val_every), ("train.log_every", t.log_every),
-                   ("train.ckpt_every", t.ckpt_every), ("data.batch_size", d.batch_size),
+                   ("train.ckpt_every", t.ckpt_every), ("train.max_skipped_steps", t.max_skipped_steps),
+                   ("data.batch_size", d.batch_size),
                    ("data.val_batch_size", d.val_batch_size), ("data.crop_size", d.crop_size)):
         if v < 1:
             raise ConfigError(f"{key} must be >= 1, got {v}")

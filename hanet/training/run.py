@@ -31,8 +31,10 @@ def main(argv=None, distributed: bool = False) -> int:
 
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return 0
+    from hanet.models.checkpoint import CheckpointError
+
     from .distributed import cleanup, init_distributed
-    from .trainer import Trainer
+    from .trainer import CheckpointWriteError, NonFiniteLossError, Trainer
 
     # train/train.py joins the torchrun group when torchrun launched it; `hanet train` never does.
     ctx = init_distributed(cfg.train.device, use_process_group=None if distributed else False)
@@ -40,6 +42,11 @@ def main(argv=None, distributed: bool = False) -> int:
     try:
         trainer = Trainer(cfg, ctx)
         trainer.fit()
+    except (NonFiniteLossError, CheckpointWriteError, CheckpointError) as exc:
+        # Failures with a complete explanation: one line, no traceback, exit status 1.
+        prefix = f"[rank {ctx.rank}] " if ctx.world_size > 1 else ""
+        print(f"{prefix}error: {exc}", file=sys.stderr, flush=True)
+        return 1
     finally:
         if trainer is not None:
             trainer.close()

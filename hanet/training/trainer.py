@@ -27,7 +27,11 @@ from .sampler import ResumableSampler, SeededSamples
 
 
 class NonFiniteLossError(RuntimeError):
-    pass
+    """The loss became NaN or Inf: the run stops, its last good checkpoint stays."""
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (disk full, quota, I/O error); the previous one is intact."""
 
 
 class Trainer:
@@ -75,6 +79,10 @@ class Trainer:
         self.iteration = 0
         self.best_miou = float("-inf")
         self.stop_requested = False
+        self.skipped_in_a_row = 0
+        if ctx.is_main:
+            self._remove_stale_temporaries()
+        barrier(ctx)
         if cfg.train.resume:
             self.resume()
 
@@ -96,17 +104,42 @@ class Trainer:
 
     def save(self, best: bool = False) -> None:
         payload = self._payload()
+        failure = None
         if self.ctx.is_main:
-            try:
-                atomic_save(payload, self.ckpt_dir / "last.pt")
-                if best:
-                    atomic_save(payload, self.ckpt_dir / "best.pt")
-            except OSError as exc:
-                # The temporary file is gone; the previous checkpoint is untouched.
-                self.log.warning(f"could not write a checkpoint in {self.ckpt_dir} ({exc}); "
-                                 f"the previous checkpoint is kept intact")
-                raise
+            for name in ("last.pt",) + (("best.pt",) if best else ()):
+                path = self.ckpt_dir / name
+                try:
+                    atomic_save(payload, path)
+                except OSError as exc:
+                    # atomic_save removed its temporary file; `path` is as it was.
+                    failure = (f"could not write checkpoint {path} at iteration {self.iteration}: "
+                               f"{exc.strerror or exc}. {self._describe_previous(path)}")
+                    self.log.warning(failure)
+                    break
+        # Every rank learns of the failure, so that none waits for a peer that has stopped.
+        if any_rank(self.ctx, failure is not None):
+            raise CheckpointWriteError(failure or "rank 0 could not write a checkpoint (see its log); the previous "
+                                                  "checkpoint is intact")
         barrier(self.ctx)
+
+    @staticmethod
+    def _describe_previous(path: Path) -> str:
+        if not path.exists():
+            return "No earlier checkpoint existed there."
+        try:
+            it = safe_load(path).get("training", {}).get("iteration", "?")
+        except (CheckpointError, OSError) as exc:  # should not happen: writes are atomic
+            return f"The earlier {path.name} cannot be read either: {exc}"
+        return f"The previous {path.name} (iteration {it}) is intact; free space and resume with train.resume=true."
+
+    def _remove_stale_temporaries(self) -> None:
+        """Half-written checkpoint files of a run killed while saving (never read, only removed)."""
+        if not self.ckpt_dir.is_dir():
+            return
+        for tmp in sorted(self.ckpt_dir.glob(".*.pt.*.tmp")):
+            self.log.warning(f"removing {tmp.name}: a checkpoint write interrupted by an earlier crash "
+                             f"(the complete checkpoints beside it are unaffected)")
+            tmp.unlink(missing_ok=True)
 
     def resume(self) -> None:
         path = self.ckpt_dir / "last.pt"
@@ -162,13 +195,24 @@ class Trainer:
             out = self.net(images, pos_h=pos)
         logits, aux = out if isinstance(out, tuple) else (out, None)
         loss, main, aux_loss = self.loss(logits, labels, aux)
-        if not torch.isfinite(loss):
-            if self.cfg.train.amp == "fp16":
-                self.log.warning(f"non-finite loss at iteration {self.iteration}: the grad scaler skips this step")
-            else:
+        # Every rank decides alike (DDP would hang if one rank stopped alone).
+        if any_rank(self.ctx, not bool(torch.isfinite(loss))):
+            self.skipped_in_a_row += 1
+            last = self.ckpt_dir / "last.pt"
+            kept = (f"The last good checkpoint is {last}" if last.exists() else
+                    "No checkpoint was written yet")
+            if self.cfg.train.amp != "fp16":
                 raise NonFiniteLossError(
-                    f"the loss became {loss.item()} at iteration {self.iteration}; stopping. The last good "
-                    f"checkpoint is {self.ckpt_dir / 'last.pt'} (lower train.lr, or use train.grad_clip)")
+                    f"the loss became {loss.item()} at iteration {self.iteration}; stopping. {kept} "
+                    f"(lower train.lr, or use train.grad_clip).")
+            if self.skipped_in_a_row >= self.cfg.train.max_skipped_steps:
+                raise NonFiniteLossError(
+                    f"the loss was non-finite for {self.skipped_in_a_row} steps in a row (last at iteration "
+                    f"{self.iteration}); stopping. {kept} (lower train.lr).")
+            self.log.warning(f"non-finite loss ({loss.item()}) at iteration {self.iteration}: the grad scaler skips "
+                             f"this step ({self.skipped_in_a_row} in a row)")
+        else:
+            self.skipped_in_a_row = 0
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.cfg.train.grad_clip:
