@@ -98,7 +98,8 @@ def _predict(args) -> int:
     from hanet.predict import predict_folder
 
     cfg, model = _eval_setup(args)
-    index = predict_folder(model, args.inputs, args.out, _class_table(cfg, model), cfg.infer.to_inference())
+    index = predict_folder(model, args.inputs, args.out, _class_table(cfg, model), cfg.infer.to_inference(),
+                           skip_corrupt=cfg.data.skip_corrupt)
     print(f"wrote pictures and {index}")
     return 0
 
@@ -124,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_convert_official)
 
     overrides_help = ("dotted overrides: data.root=DIR data.split=val data.dataset=cityscapes|bdd100k|folder "
-                      "data.max_images=N device=cpu|cuda backend=cpu|cuda|triton|reference infer.mode=whole|sliding "
+                      "data.max_images=N data.skip_corrupt=true device=cpu|cuda backend=cpu|cuda|triton|reference "
+                      "infer.mode=whole|sliding "
                       "infer.crop_size=[1024,1024] infer.overlap=0.333 infer.scales=[0.5,1.0,2.0] infer.flip=true "
                       "infer.amp=none|bf16|fp16")
     e = sub.add_parser("eval", help="evaluate a checkpoint on a labelled split (per-class IoU, mIoU)",
@@ -188,6 +190,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
+        # Every error of ours names the file at fault: the message, no traceback.
         print(f"hanet {args.command}: error: {exc}", file=sys.stderr)
         return 1

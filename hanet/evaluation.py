@@ -22,6 +22,7 @@ class EvalData:
     split: str = "val"
     classes_file: str | None = None
     max_images: int | None = None
+    skip_corrupt: bool = False  # drop unreadable files (counted, logged) instead of failing
 
 
 @dataclass
@@ -91,7 +92,8 @@ def _dataset(cfg: EvalConfig, split: str):
     from hanet.data import build_dataset, eval_transforms
 
     kwargs = {"classes": cfg.data.classes_file} if cfg.data.dataset == "folder" else {}
-    return build_dataset(cfg.data.dataset, cfg.data.root, split, transform=eval_transforms(), **kwargs)
+    return build_dataset(cfg.data.dataset, cfg.data.root, split, transform=eval_transforms(),
+                         skip_corrupt=cfg.data.skip_corrupt, **kwargs)
 
 
 def _label_ids(dataset, pred: np.ndarray) -> np.ndarray:

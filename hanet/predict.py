@@ -59,11 +59,12 @@ def _page(entries: list[dict], title: str) -> str:
 
 @torch.inference_mode()
 def predict_folder(model, sources: list[str], out: str, classes, infer: InferenceConfig | None = None,
-                   progress: bool = True) -> Path:
-    """Writes the pictures of every image in `sources` under `out`; returns index.html's path."""
+                   progress: bool = True, skip_corrupt: bool = False) -> Path:
+    """Writes the pictures of every image in `sources` under `out`; returns index.html's path.
+    ``skip_corrupt``: leave out (and report) unreadable images instead of failing."""
     from hanet.data import ImageFolder, eval_transforms
 
-    dataset = ImageFolder(sources, transform=eval_transforms())
+    dataset = ImageFolder(sources, transform=eval_transforms(), skip_corrupt=skip_corrupt)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .errors import BadFileError, DatasetNotFoundError, SizeMismatchError
+from .errors import BadFileError, DatasetNotFoundError, SizeMismatchError, report_skipped
 from .io import read_image, read_label
 from .labels import ClassTable
 from .position import position_map
@@ -53,7 +53,8 @@ class SegmentationDataset(Dataset):
 
     ``skip_corrupt=True`` decodes every pair once at construction (in threads) and
     drops the pairs whose image or label cannot be read, or whose sizes differ;
-    ``skipped`` lists them as (path, reason) and ``num_skipped`` counts them.  With
+    ``skipped`` lists them as (path, reason), ``num_skipped`` counts them, and a
+    warning on the ``hanet.data`` logger reports them.  With
     ``skip_corrupt=False`` a bad pair raises a :class:`BadFileError` naming the file
     when it is loaded.
     """
@@ -146,4 +147,5 @@ class SegmentationDataset(Dataset):
         with ThreadPoolExecutor(workers) as pool:
             problems = list(pool.map(self._problem, range(len(self.pairs))))
         self.skipped = [p for p in problems if p is not None]
+        report_skipped(self.identity, self.skipped, len(self.pairs))
         self.pairs = [pair for pair, p in zip(self.pairs, problems) if p is None]

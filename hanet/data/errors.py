@@ -6,7 +6,19 @@ Every message names the file or folder at fault.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+
+log = logging.getLogger("hanet.data")
+
+
+def report_skipped(what: str, skipped: list[tuple[str, str]], total: int) -> None:
+    """Logs (warning) how many files ``skip_corrupt=True`` dropped, and which."""
+    if not skipped:
+        return
+    shown = "\n".join(f"  {path}: {problem}" for path, problem in skipped[:10])
+    more = f"\n  ... and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+    log.warning(f"{what}: skipped {len(skipped)} unreadable file(s) of {total} (skip_corrupt=True):\n{shown}{more}")
 
 
 class DatasetNotFoundError(FileNotFoundError):

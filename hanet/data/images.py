@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from .errors import CorruptFileError, DatasetNotFoundError
+from .errors import CorruptFileError, DatasetNotFoundError, report_skipped
 from .io import IMAGE_EXTENSIONS, read_image
 from .position import position_map
 
@@ -38,8 +38,9 @@ class ImageFolder(Dataset):
     ``source``: a folder (searched recursively unless ``recursive=False``), a glob
     pattern, an image file, or a list of these.  An unreadable file raises a
     :class:`CorruptFileError` naming it when loaded; with ``skip_corrupt=True`` all
-    files are decoded once at construction and the unreadable ones are dropped and
-    listed in ``skipped`` (path, reason).
+    files are decoded once at construction and the unreadable ones are dropped,
+    listed in ``skipped`` (path, reason), counted in ``num_skipped`` and reported
+    as a warning on the ``hanet.data`` logger.
     """
 
     def __init__(self, source: str | Path | Iterable[str | Path], transform: Callable | None = None,
@@ -58,6 +59,7 @@ class ImageFolder(Dataset):
                     kept.append(f)
                 except CorruptFileError as exc:
                     self.skipped.append((exc.path, exc.problem))
+            report_skipped(f"images in {', '.join(map(str, sources))}", self.skipped, len(self.files))
             self.files = kept
             if not kept:
                 raise DatasetNotFoundError(f"none of the {len(self.skipped)} image files could be read; "

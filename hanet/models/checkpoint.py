@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -44,30 +45,103 @@ def _numpy_scalar_globals():
     return allowed
 
 
+def _unpickling_detail(msg: str) -> tuple[bool, str]:
+    """(is it a refused global?, the informative part) of torch's weights_only error.
+
+    torch's message is mostly boilerplate (and advice to re-run with
+    ``weights_only=False``, which is exactly what must not be done with such a file);
+    the useful part is the global it refused or the opcode it did not accept."""
+    msg = re.sub(r"\x1b\[[0-9;]*m", "", msg)
+    refused = re.search(r"GLOBAL ([\w.]+)", msg)
+    if refused:
+        return True, f"it asks to import {refused.group(1)}"
+    opcode = re.search(r"Unsupported operand (\d+)", msg)
+    if opcode:
+        code = int(opcode.group(1))
+        shown = repr(chr(code)) if 32 <= code < 127 else f"0x{code:02x}"
+        return False, f"pickle opcode {shown} is not one a weights-only checkpoint uses"
+    lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
+    keep = [ln for ln in lines if not ln.startswith(("Weights only load failed", "(1)", "(2)", "Please file an issue",
+                                                     "Check the documentation"))]
+    return False, (keep or lines or [msg])[0].removeprefix("WeightsUnpickler error:").strip()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
+def _check_zip_crcs(path: Path) -> None:
+    """Verifies the CRC-32 of every record of a zip checkpoint.  torch.load does not,
+    so bytes altered after writing (a bad disk, a broken copy) would otherwise load
+    as silently wrong weights.  Records written without a CRC (torch.save under
+    ``set_crc32_options(False)`` stores 0) are not checked."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if not any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+                shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+                raise CheckpointError(f"{path} is a zip archive but not a torch checkpoint: it has no data.pkl "
+                                      f"(it holds: {shown or 'nothing'})")
+            for info in archive.infolist():
+                if info.CRC == 0 or info.is_dir():
+                    continue
+                with archive.open(info) as f:  # raises BadZipFile on a CRC mismatch at the end
+                    while f.read(1 << 24):
+                        pass
+    except CheckpointError:
+        raise
+    except zipfile.BadZipFile as exc:
+        size = path.stat().st_size
+        if "CRC" in str(exc):
+            raise CheckpointError(f"cannot read checkpoint {path} ({size} bytes): corrupt file, CRC-32 mismatch "
+                                  f"({exc}): its bytes changed after it was written") from None
+        raise CheckpointError(f"cannot read checkpoint {path} ({size} bytes): truncated or corrupt file (the zip "
+                              f"archive is damaged: {exc})") from None
+    except (OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
+        raise CheckpointError(f"cannot read checkpoint {path} ({path.stat().st_size} bytes): corrupt zip archive "
+                              f"({_first_line(exc)})") from None
+
+
 def safe_load(path: str | os.PathLike) -> dict:
-    """Reads a checkpoint file without executing code; clear errors name the file."""
+    """Reads a checkpoint file without executing code; clear errors name the file.
+
+    Refuses pickled objects other than tensors, containers and plain values (the
+    payload of a hostile file never runs), checks the CRC-32 of every record of a
+    zip checkpoint, and turns every way a damaged file can fail into a
+    :class:`CheckpointError` that names the file and says what is wrong."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.is_dir():
         raise CheckpointError(f"checkpoint path is a directory, not a file: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint path is not a regular file: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (0 bytes)")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic == b"PK\x03\x04":  # a zip archive (torch.save's format since 1.6), as torch.load decides
+        _check_zip_crcs(path)
     try:
         with torch.serialization.safe_globals(_numpy_scalar_globals()):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        msg = str(exc)
-        if "weights_only" in msg or "Unsupported global" in msg or "not an allowed global" in msg:
-            first = msg.strip().splitlines()[0] if msg.strip() else msg
+        refused, detail = _unpickling_detail(str(exc))
+        if refused:
             raise CheckpointError(
                 f"refused to load {path}: it holds pickled objects other than tensors and plain "
-                f"values, which could execute code when loaded ({first})"
+                f"values, which could execute code when loaded ({detail}); nothing was run"
             ) from None
-        raise CheckpointError(f"cannot read checkpoint {path}: corrupt pickle data ({msg})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        size = path.stat().st_size
+        raise CheckpointError(f"cannot read checkpoint {path} ({size} bytes): not a torch checkpoint, or corrupt "
+                              f"pickle data ({detail})") from None
+    except MemoryError:
+        raise CheckpointError(f"cannot read checkpoint {path} ({size} bytes): corrupt file (it asks for more "
+                              f"memory than there is)") from None
+    except Exception as exc:  # torch/miniz/pickle fail in many ways on damaged bytes
         raise CheckpointError(
-            f"cannot read checkpoint {path} ({size} bytes): truncated or corrupt file "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            f"cannot read checkpoint {path} ({size} bytes): truncated or corrupt file ({_first_line(exc)})"
         ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} is not a checkpoint: expected a dict, got {type(obj).__name__}")
@@ -76,6 +150,9 @@ def safe_load(path: str | os.PathLike) -> dict:
 
 def strict_load_state_dict(model: torch.nn.Module, state_dict: dict, source: str) -> None:
     """load_state_dict that names every missing, unexpected and mis-shaped key."""
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(f"{source}: the weights ('state_dict') must be a dict of tensors, "
+                              f"got {type(state_dict).__name__}")
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
@@ -89,7 +166,7 @@ def strict_load_state_dict(model: torch.nn.Module, state_dict: dict, source: str
         def block(title, items):
             if not items:
                 return ""
-            shown = "\n    ".join(items[:20])
+            shown = "\n    ".join(map(str, items[:20]))
             more = f"\n    ... and {len(items) - 20} more" if len(items) > 20 else ""
             return f"\n  {title} ({len(items)}):\n    {shown}{more}"
 
@@ -100,7 +177,10 @@ def strict_load_state_dict(model: torch.nn.Module, state_dict: dict, source: str
             + block("mis-shaped keys", misshaped)
             + block("entries that are not tensors", not_tensors)
         )
-    model.load_state_dict(state_dict, strict=True)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"the weights in {source} cannot be loaded into the model: {exc}") from None
 
 
 def atomic_save(obj, path: str | os.PathLike) -> None:
@@ -163,9 +243,17 @@ def is_ours(ckpt: dict) -> bool:
 def model_from_payload(ckpt: dict, source: str, **overrides) -> DeepLabV3Plus:
     if ckpt.get("version") != VERSION:
         raise CheckpointError(f"{source}: unsupported hanet checkpoint version {ckpt.get('version')!r}")
+    for key in ("model_config", "state_dict"):
+        if not isinstance(ckpt.get(key), dict):
+            raise CheckpointError(f"{source}: a hanet checkpoint needs a '{key}' dict, "
+                                  f"got {type(ckpt.get(key)).__name__}")
     cfg = dict(ckpt["model_config"])
     cfg.update(overrides)
-    model = DeepLabV3Plus(ModelConfig.from_dict(cfg))
+    try:
+        config = ModelConfig.from_dict(cfg)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: invalid model_config: {exc}") from None
+    model = DeepLabV3Plus(config)
     strict_load_state_dict(model, ckpt["state_dict"], source)
     return model.eval()
 
@@ -198,7 +286,7 @@ def load_matching(model: torch.nn.Module, path: str | os.PathLike) -> tuple[list
     original's --snapshot skipped them silently)."""
     ckpt = safe_load(path)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt.get("state_dict"), dict) else ckpt
-    state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     own = model.state_dict()
     loaded, skipped = [], []
     with torch.no_grad():

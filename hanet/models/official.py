@@ -11,15 +11,28 @@ import argparse
 import os
 import shlex
 
+import torch
+
 from .checkpoint import CheckpointError, model_payload, atomic_save, safe_load, strict_load_state_dict
 from .config import ModelConfig
 from .deeplab import DeepLabV3Plus
 from .registry import parse_arch
 
 
+class _FlagError(Exception):
+    pass
+
+
+class _QuietParser(argparse.ArgumentParser):
+    """Raises on bad flags instead of printing usage to stderr and exiting."""
+
+    def error(self, message):
+        raise _FlagError(message)
+
+
 def _flag_parser() -> argparse.ArgumentParser:
     # The model flags of the original's train.py, with its defaults.
-    p = argparse.ArgumentParser(add_help=False)
+    p = _QuietParser(add_help=False)
     p.add_argument("--arch", default=None)
     p.add_argument("--hanet", nargs=5, type=int, default=[0, 0, 0, 0, 0])
     p.add_argument("--hanet_set", nargs=3, type=int, default=[0, 0, 0])
@@ -38,8 +51,8 @@ def config_from_command(command: str, num_classes: int, source: str = "command")
         raise CheckpointError(f"{source}: 'command' must be the training flags as a string")
     try:
         args, _ = _flag_parser().parse_known_args(shlex.split(command))
-    except SystemExit:
-        raise CheckpointError(f"{source}: cannot parse the model flags of command {command!r}") from None
+    except (_FlagError, ValueError, SystemExit) as exc:
+        raise CheckpointError(f"{source}: cannot parse the model flags of command {command!r} ({exc})") from None
     if not args.arch:
         raise CheckpointError(f"{source}: the command has no --arch flag: {command!r}")
     try:
@@ -56,17 +69,24 @@ def config_from_command(command: str, num_classes: int, source: str = "command")
     )
 
 
-def _strip_module(state_dict: dict) -> dict:
+def _strip_module(state_dict: dict, source: str = "checkpoint") -> dict:
+    bad = [k for k in state_dict if not isinstance(k, str)]
+    if bad:
+        raise CheckpointError(f"{source}: the state_dict's keys must be parameter names (strings); "
+                              f"found {', '.join(map(repr, bad[:5]))}")
     return {k.removeprefix("module."): v for k, v in state_dict.items()}
 
 
 def model_from_official(ckpt: dict, source: str, **overrides) -> DeepLabV3Plus:
     if not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(f"{source}: no 'state_dict' dict in the checkpoint")
-    state = _strip_module(ckpt["state_dict"])
+    state = _strip_module(ckpt["state_dict"], source)
     final = state.get("final2.0.weight")
     if final is None:
         raise CheckpointError(f"{source}: the state_dict has no final2.0.weight (not a DeepLabV3+ HANet checkpoint?)")
+    if not isinstance(final, torch.Tensor) or final.dim() != 4 or final.shape[0] < 1:
+        raise CheckpointError(f"{source}: final2.0.weight must be a 4-D tensor (classes, channels, 1, 1), got "
+                              f"{tuple(final.shape) if isinstance(final, torch.Tensor) else type(final).__name__}")
     config = config_from_command(ckpt.get("command"), int(final.shape[0]), source)
     # The aux head is present in the weights exactly when the run used --aux_loss.
     config.aux_loss = any(k.startswith("dsn.") for k in state)
@@ -86,7 +106,10 @@ def load_official(path: str | os.PathLike, **overrides) -> DeepLabV3Plus:
     ``command`` flags, every tensor is loaded strictly (a clear error lists missing,
     unexpected and mis-shaped keys), and the model is returned in eval mode.
     ``overrides`` replace ModelConfig fields (e.g. ``backend="reference"``)."""
-    ckpt = safe_load(path)
+    return _official_model(safe_load(path), path, **overrides)
+
+
+def _official_model(ckpt: dict, path, **overrides) -> DeepLabV3Plus:
     if "command" not in ckpt or "state_dict" not in ckpt:
         raise CheckpointError(
             f"{path} is not an official HANet checkpoint: it lacks 'command' or 'state_dict' "
@@ -95,14 +118,25 @@ def load_official(path: str | os.PathLike, **overrides) -> DeepLabV3Plus:
     return model_from_official(ckpt, str(path), **overrides)
 
 
+def _number(ckpt: dict, key: str, kind, source) -> int | float:
+    value = ckpt[key]
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    try:
+        return kind(value)
+    except (TypeError, ValueError, OverflowError):
+        raise CheckpointError(f"{source}: '{key}' must be a number, got {type(value).__name__}") from None
+
+
 def convert_official(src: str | os.PathLike, dst: str | os.PathLike) -> DeepLabV3Plus:
-    """Converts an official checkpoint into our format (weights + full config)."""
+    """Converts an official checkpoint into our format (weights + full config).
+    The source is read once; nothing is written unless it loads completely."""
     ckpt = safe_load(src)
-    model = load_official(src)
+    model = _official_model(ckpt, src)
     meta = {"converted_from": str(src), "command": ckpt.get("command")}
     if "mean_iu" in ckpt:
-        meta["mean_iu"] = float(ckpt["mean_iu"])
+        meta["mean_iu"] = _number(ckpt, "mean_iu", float, src)
     if "epoch" in ckpt:
-        meta["epoch"] = int(ckpt["epoch"])
+        meta["epoch"] = _number(ckpt, "epoch", int, src)
     atomic_save(model_payload(model, meta), dst)
     return model

@@ -76,6 +76,8 @@ def load_pretrained_trunk(model: DeepLabV3Plus, path: str | os.PathLike) -> None
     every trunk tensor must be in the file with the right shape."""
     raw = safe_load(path)
     state = raw.get("state_dict", raw) if isinstance(raw.get("state_dict"), dict) else raw
+    # Only named tensors can be weights; anything else in the file counts as absent.
+    state = {k: v for k, v in state.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     state = trunk_state_from_imagenet(state, model.config.trunk)
     own = {k: v for k, v in model.state_dict().items() if k.startswith(("layer0.", "layer1.", "layer2.", "layer3.", "layer4."))}
     missing = [k for k in own if k not in state]

@@ -55,6 +55,7 @@ class DataSection:
     val_batch_size: int = 1
     num_workers: int = 2
     max_val_images: int | None = None  # validate on the first N images only
+    skip_corrupt: bool = False  # drop unreadable or size-mismatched pairs at start-up (counted, logged) instead of failing
 
 
 @dataclass

@@ -15,7 +15,7 @@ def _dataset(cfg: Config, split: str, transform):
         if not d.classes_file:
             raise ValueError("data.dataset=folder needs data.classes_file (a YAML/JSON class table)")
         kwargs["classes"] = d.classes_file
-    return build_dataset(d.dataset, d.root, split, transform=transform, **kwargs)
+    return build_dataset(d.dataset, d.root, split, transform=transform, skip_corrupt=d.skip_corrupt, **kwargs)
 
 
 def build_train_set(cfg: Config):
@@ -33,7 +33,8 @@ def build_train_set(cfg: Config):
                 raise ValueError("data.coarse_boost_classes needs data.dataset=cityscapes (coarse train_extra labels)")
             from hanet.data import build_dataset
 
-            coarse = build_dataset("cityscapes", d.root, "train_extra", transform=transform, quality="coarse")
+            coarse = build_dataset("cityscapes", d.root, "train_extra", transform=transform, quality="coarse",
+                                   skip_corrupt=d.skip_corrupt)
         base = UniformClassDataset(base, class_uniform_pct=d.class_uniform_pct,
                                    class_uniform_tile=d.class_uniform_tile, seed=cfg.train.seed,
                                    coarse=coarse, coarse_boost_classes=d.coarse_boost_classes or ())
