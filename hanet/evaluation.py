@@ -79,7 +79,10 @@ def training_defaults(checkpoint: str) -> dict:
     from hanet.models import safe_load
 
     ckpt = safe_load(checkpoint)
-    data = (ckpt.get("training") or {}).get("config", {}).get("data", {})
+    data = ckpt.get("training")
+    for key in ("config", "data"):  # a malformed training record gives no defaults, not a crash
+        data = data.get(key) if isinstance(data, dict) else None
+    data = data if isinstance(data, dict) else {}
     out = {}
     for k_src, k_dst in (("dataset", "dataset"), ("root", "root"), ("val_split", "split"),
                          ("classes_file", "classes_file")):

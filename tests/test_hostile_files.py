@@ -589,6 +589,15 @@ def test_predict_cli(ours, tiny_cityscapes, eval_control, tmp_path, capsys, name
     assert not (tmp_path / "pics" / "index.html").exists()
 
 
+def test_eval_cli_malformed_training_record(ours, tiny_cityscapes, tmp_path, capsys):
+    """A checkpoint whose training record is not a dict still evaluates (its data
+    defaults are just not used)."""
+    path = tmp_path / "odd_training_record.pt"
+    torch.save({**ours.obj, "training": ["not", "a", "dict"]}, path)
+    rc = cli.main(["eval", str(path), f"data.root={tiny_cityscapes}", "data.max_images=1"])
+    assert rc == 0, capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", ["zip_data_pkl_payload", "cut_half", "bit_flipped"])
 def test_eval_cli_official_files(official, tiny_cityscapes, eval_control, capsys, name):
     capsys.readouterr()
