@@ -126,3 +126,66 @@ def test_real_write_limit_keeps_previous_checkpoint(tiny_cityscapes, tmp_path):
     assert "Traceback" not in proc.stderr
     assert last.read_bytes() == before
     assert [p.name for p in last.parent.iterdir()] == ["last.pt"]
+
+
+def _drop(key):
+    return lambda c: c["training"].pop(key)
+
+
+MALFORMED = {
+    "no_optimizer": (_drop("optimizer"), "training state lacks optimizer"),
+    "training_is_a_list": (lambda c: c.__setitem__("training", [1, 2]), "training state lacks iteration"),
+    "model_config_is_a_string": (lambda c: c.__setitem__("model_config", "r101"), "model_config missing or not a dict"),
+    "state_dict_is_none": (lambda c: c.__setitem__("state_dict", None), "state_dict missing or not a dict"),
+    "iteration_not_a_number": (lambda c: c["training"].__setitem__("iteration", "ten"), "malformed training state"),
+    "rng_of_too_few_ranks": (lambda c: c["training"].__setitem__("rng", []), "malformed training state"),
+    "optimizer_of_another_model": (lambda c: c["training"]["optimizer"]["param_groups"].pop(),
+                                   "malformed training state"),
+    "iteration_past_max_iter": (lambda c: c["training"].__setitem__("iteration", 10**6), "is outside [0"),
+}
+
+
+@pytest.fixture(scope="module")
+def resumable(tiny_cityscapes, tmp_path_factory):
+    """A trainer whose run directory holds a real last.pt (iteration 1), and that checkpoint."""
+    from hanet.training.config import load_config
+    from hanet.training.distributed import init_distributed
+    from hanet.training.trainer import Trainer
+
+    out = tmp_path_factory.mktemp("stopped") / "run"
+    assert train_main(_args(tiny_cityscapes, out, "train.stop_at=1", "train.max_iter=4")) == 0
+    cfg = load_config(*(lambda a: (a[0], a[1:]))(_args(tiny_cityscapes, out, "train.max_iter=4")))
+    trainer = Trainer(cfg, init_distributed("cpu", use_process_group=False))
+    last = out / "checkpoints/last.pt"
+    yield trainer, last, last.read_bytes()
+    trainer.close()
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_resume_from_a_malformed_training_checkpoint_is_a_clear_error(resumable, case):
+    from hanet.models.checkpoint import CheckpointError
+
+    trainer, last, intact = resumable
+    mutate, expected = MALFORMED[case]
+    last.write_bytes(intact)
+    trainer.resume()  # the intact file resumes
+    assert trainer.iteration == 1
+    ckpt = torch.load(last, weights_only=True)
+    mutate(ckpt)
+    torch.save(ckpt, last)
+    with pytest.raises(CheckpointError) as info:
+        trainer.resume()
+    assert str(last) in str(info.value) and expected in str(info.value)
+
+
+def test_resume_error_is_one_line_from_the_command(tiny_cityscapes, resumable, capsys):
+    _, last, intact = resumable
+    ckpt = torch.load(__import__("io").BytesIO(intact), weights_only=True)
+    ckpt["training"].pop("scaler")
+    torch.save(ckpt, last)
+    try:
+        assert train_main(_args(tiny_cityscapes, last.parents[1], "train.resume=true", "train.max_iter=4")) == 1
+    finally:
+        last.write_bytes(intact)
+    err = capsys.readouterr().err
+    assert err == f"error: {last} is not a complete training checkpoint: training state lacks scaler\n"

@@ -34,6 +34,10 @@ class CheckpointWriteError(RuntimeError):
     """A checkpoint could not be written (disk full, quota, I/O error); the previous one is intact."""
 
 
+# What a training checkpoint's "training" entry holds (see Trainer._payload).
+TRAINING_KEYS = ("iteration", "optimizer", "scheduler", "scaler", "rng", "world_size", "best_miou")
+
+
 class Trainer:
     def __init__(self, cfg: Config, ctx: DistContext):
         self.cfg, self.ctx = cfg, ctx
@@ -149,22 +153,38 @@ class Trainer:
         ckpt = safe_load(path)
         if "training" not in ckpt:
             raise CheckpointError(f"{path} holds no training state (model-only checkpoint); cannot resume from it")
-        saved = ModelConfig.from_dict(ckpt["model_config"])
+        t = ckpt["training"]
+        missing = [k for k in TRAINING_KEYS if not isinstance(t, dict) or k not in t]
+        bad = [k for k in ("model_config", "state_dict") if not isinstance(ckpt.get(k), dict)]
+        if missing or bad:
+            raise CheckpointError(f"{path} is not a complete training checkpoint: "
+                                  + (f"training state lacks {', '.join(missing)}" if missing else
+                                     f"{', '.join(bad)} missing or not a dict"))
+        try:
+            saved = ModelConfig.from_dict(ckpt["model_config"])
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{path}: unreadable model_config ({exc})") from None
         if saved != self.model.config:
             diff = {k: (v, getattr(self.model.config, k)) for k, v in saved.to_dict().items()
                     if getattr(self.model.config, k) != v}
             raise CheckpointError(f"{path} was written for another model configuration: {diff} (checkpoint vs config)")
-        t = ckpt["training"]
         strict_load_state_dict(self.model, ckpt["state_dict"], str(path))
-        self.optimizer.load_state_dict(t["optimizer"])
-        self.scheduler.load_state_dict(t["scheduler"])
-        self.scaler.load_state_dict(t["scaler"])
-        self.iteration = int(t["iteration"])
-        self.best_miou = float(t["best_miou"])
-        if t["world_size"] == self.ctx.world_size:
-            rng.restore(t["rng"][self.ctx.rank])
-        else:
-            self.log.warning(f"{path} was written by {t['world_size']} processes, resuming with "
+        try:
+            self.optimizer.load_state_dict(t["optimizer"])
+            self.scheduler.load_state_dict(t["scheduler"])
+            self.scaler.load_state_dict(t["scaler"])
+            self.iteration = int(t["iteration"])
+            self.best_miou = float(t["best_miou"])
+            world_size = int(t["world_size"])
+            if world_size == self.ctx.world_size:
+                rng.restore(t["rng"][self.ctx.rank])
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: malformed training state ({type(exc).__name__}: {exc})") from None
+        if not 0 <= self.iteration <= self.cfg.train.max_iter:
+            raise CheckpointError(f"{path}: iteration {self.iteration} is outside [0, train.max_iter="
+                                  f"{self.cfg.train.max_iter}]")
+        if world_size != self.ctx.world_size:
+            self.log.warning(f"{path} was written by {world_size} processes, resuming with "
                              f"{self.ctx.world_size}: random streams restart (the run is not bit-identical)")
         self.log.info(f"resumed from {path} at iteration {self.iteration}")
 
