@@ -31,8 +31,14 @@ void check_floating(const char* op, const char* name, const at::Tensor& t) {
               st);
 }
 
+void check_defined(const char* op, const char* name, const at::Tensor& t) {
+  // None binds to an undefined tensor
+  TORCH_CHECK(t.defined(), op, ": ", name, " must be a tensor, got None");
+}
+
 void check_dim(const char* op, const char* name, const at::Tensor& t, int64_t dim,
                const char* shape) {
+  check_defined(op, name, t);
   TORCH_CHECK(t.dim() == dim, op, ": ", name, " must be a ", dim, "-D tensor ", shape,
               ", got a ", t.dim(), "-D tensor of shape ", t.sizes());
 }
@@ -73,13 +79,17 @@ void check_width_pool_backward(const at::Tensor& grad, const at::Tensor& indices
   check_nonempty(op, "grad", grad);
   TORCH_CHECK(height >= 1 && width >= 1, op, ": height and width must be >= 1, got ", height,
               " and ", width);
+  // Checked in both modes: mean mode ignores indices, but a tensor on another device
+  // would route the call to that device's kernel.
+  check_defined(op, "indices", indices);
+  TORCH_CHECK(indices.device() == grad.device(), op,
+              ": indices and grad must be on the same device, got ", indices.device(), " and ",
+              grad.device());
   if (parse_pool_mode(op, mode)) {
     TORCH_CHECK(indices.scalar_type() == at::kLong, op, ": indices must be int64, got ",
                 indices.scalar_type());
     TORCH_CHECK(indices.sizes() == grad.sizes(), op, ": indices shape ", indices.sizes(),
                 " must equal grad shape ", grad.sizes());
-    TORCH_CHECK(indices.device() == grad.device(), op,
-                ": indices and grad must be on the same device");
   }
 }
 
@@ -117,6 +127,7 @@ void check_attention_rescale_backward(const at::Tensor& grad, const at::Tensor& 
                                       const at::Tensor& logits) {
   const char* op = "hanet.attention_rescale_backward";
   check_attention_rescale(feat, logits);
+  check_defined(op, "grad", grad);
   check_same_device_dtype(op, "grad", grad, "feat", feat);
   TORCH_CHECK(grad.sizes() == feat.sizes(), op, ": grad shape ", grad.sizes(),
               " must equal feat shape ", feat.sizes());

@@ -19,6 +19,7 @@ Layout layout_of(const at::Tensor& x);
 at::Tensor to_supported_layout(const at::Tensor& x);
 at::MemoryFormat memory_format_of(Layout layout);
 
+void check_defined(const char* op, const char* name, const at::Tensor& t);
 void check_floating(const char* op, const char* name, const at::Tensor& t);
 void check_dim(const char* op, const char* name, const at::Tensor& t, int64_t dim,
                const char* shape);

@@ -17,14 +17,36 @@
 namespace hanet {
 namespace math {
 
+// ---- exact a * b / c ---------------------------------------------------------
+// floor(a * b / c) and ceil(a * b / c) for a, b >= 0 and c > 0, exact whenever the
+// quotient fits int64 even where the product does not (3e9 input rows pooled to 4e9
+// bins: i * in reaches 1.2e19 > 2^63).  Products below 2^62 take one 64-bit division.
+HANET_HD bool fits_31_bits(int64_t a, int64_t b) {
+  return ((a | b) >> 31) == 0;
+}
+HANET_HD int64_t mul_div_floor(int64_t a, int64_t b, int64_t c) {
+  if (fits_31_bits(a, b)) return (a * b) / c;
+  const unsigned __int128 p = static_cast<unsigned __int128>(a) * static_cast<unsigned __int128>(b);
+  return static_cast<int64_t>(p / static_cast<unsigned __int128>(c));
+}
+HANET_HD int64_t mul_div_ceil(int64_t a, int64_t b, int64_t c) {
+  if (fits_31_bits(a, b)) {
+    const int64_t p = a * b;
+    return p / c + (p % c != 0);
+  }
+  const unsigned __int128 p = static_cast<unsigned __int128>(a) * static_cast<unsigned __int128>(b);
+  const unsigned __int128 q = p / static_cast<unsigned __int128>(c);
+  return static_cast<int64_t>(q) + (q * static_cast<unsigned __int128>(c) != p);
+}
+
 // ---- adaptive pooling bins ------------------------------------------------
 // Bin i of `out` bins over `in` rows covers [bin_start, bin_end):
 // [floor(i*in/out), ceil((i+1)*in/out)).  Bins overlap, and repeat rows when in < out.
 HANET_HD int64_t bin_start(int64_t i, int64_t out, int64_t in) {
-  return (i * in) / out;
+  return mul_div_floor(i, in, out);
 }
 HANET_HD int64_t bin_end(int64_t i, int64_t out, int64_t in) {
-  return ((i + 1) * in + out - 1) / out;
+  return mul_div_ceil(i + 1, in, out);
 }
 // The bins that contain input row h are exactly [bin_start(h, in, out), bin_end(h, in, out)):
 // the same rule with `in` and `out` swapped (used by the gather-style backward passes).
@@ -47,7 +69,21 @@ struct LinearTap {
 
 template <typename acc_t>
 HANET_HD LinearTap<acc_t> linear_tap(int64_t dst, int64_t in_size, int64_t out_size) {
+  LinearTap<acc_t> t;
+  if (in_size == out_size) {
+    // PyTorch copies (i0 = i1 = dst, weights 1 and 0): a neighbour's NaN/inf must not
+    // leak in through a zero weight.
+    t.i0 = dst;
+    t.i1 = dst;
+    t.w0 = static_cast<acc_t>(1);
+    t.w1 = static_cast<acc_t>(0);
+    return t;
+  }
   // PyTorch: scale = in/out; src = max(scale*(dst+0.5)-0.5, 0); i0 = (int)src.
+  // (PyTorch's CPU kernels take floorf(src) instead, src rounded to float: in float64
+  // that moves i0 by up to ulp_float(src), a row at 2^25 rows; not copied here.  At
+  // coordinates that land on a row, which tap gets weight exactly 0 also depends on
+  // whether the compiler fuses the expression into an fma; see tests/test_fuzz_ops.py.)
   const acc_t scale = static_cast<acc_t>(in_size) / static_cast<acc_t>(out_size);
   acc_t src = scale * (static_cast<acc_t>(dst) + static_cast<acc_t>(0.5)) - static_cast<acc_t>(0.5);
   if (src < static_cast<acc_t>(0)) src = static_cast<acc_t>(0);
@@ -55,7 +91,6 @@ HANET_HD LinearTap<acc_t> linear_tap(int64_t dst, int64_t in_size, int64_t out_s
   if (i0 > in_size - 1) i0 = in_size - 1;
   acc_t lambda = src - static_cast<acc_t>(i0);
   if (lambda > static_cast<acc_t>(1)) lambda = static_cast<acc_t>(1);
-  LinearTap<acc_t> t;
   t.i0 = i0;
   t.i1 = (i0 < in_size - 1) ? i0 + 1 : i0;
   t.w1 = lambda;
@@ -136,6 +171,11 @@ HANET_HD int64_t first_dst_reading_at_least(int64_t src, int64_t in_size, int64_
 template <typename acc_t>
 HANET_HD void dst_range_reading(int64_t src, int64_t in_size, int64_t out_size, int64_t* begin,
                                 int64_t* end) {
+  if (in_size == out_size) {  // a copy: only output src reads row src
+    *begin = src;
+    *end = src + 1;
+    return;
+  }
   *begin = src > 0 ? first_dst_reading_at_least<acc_t>(src - 1, in_size, out_size) : 0;
   *end = first_dst_reading_at_least<acc_t>(src + 1, in_size, out_size);
 }

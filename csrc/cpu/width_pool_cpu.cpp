@@ -187,6 +187,24 @@ void pool_backward(const at::Tensor& grad, const at::Tensor& indices, bool is_ma
   });
 }
 
+// Max mode: each index must name an element of its own bin (the arg-max width_pool
+// returned); the backward writes the gradient at that index, so an index outside the
+// (H, W) plane would write out of bounds and one outside its bin's rows would be lost.
+void check_max_indices(const at::Tensor& indices, int64_t H, int64_t W) {
+  const int64_t planes = indices.size(0) * indices.size(1), rows = indices.size(2);
+  const int64_t* I = indices.const_data_ptr<int64_t>();
+  for (int64_t p = 0; p < planes; ++p) {
+    for (int64_t i = 0; i < rows; ++i) {
+      const int64_t idx = I[p * rows + i];
+      const int64_t lo = math::bin_start(i, rows, H) * W, hi = math::bin_end(i, rows, H) * W;
+      TORCH_CHECK(lo <= idx && idx < hi, "hanet.width_pool_backward: indices[", p / indices.size(1),
+                  ", ", p % indices.size(1), ", ", i, "] = ", idx, " is not an element of bin ", i,
+                  " (flat indices h*W+w in [", lo, ", ", hi, ") of the ", H, "x", W,
+                  " input); max-pool indices must come from width_pool(x, ", rows, ", \"max\")");
+    }
+  }
+}
+
 std::tuple<at::Tensor, at::Tensor> width_pool_cpu(const at::Tensor& x_in, int64_t rows,
                                                   c10::string_view mode) {
   check_width_pool(x_in, rows, mode);
@@ -208,6 +226,7 @@ at::Tensor width_pool_backward_cpu(const at::Tensor& grad_in, const at::Tensor& 
   const bool is_max = parse_pool_mode("hanet.width_pool_backward", mode);
   const at::Tensor grad = grad_in.contiguous();
   const at::Tensor indices = is_max ? indices_in.contiguous() : indices_in;
+  if (is_max) check_max_indices(indices, height, width);
   const Layout layout = channels_last ? Layout::NHWC : Layout::NCHW;
   at::Tensor gx = empty_streaming_output({grad.size(0), grad.size(1), height, width},
                                          grad.options().memory_format(memory_format_of(layout)));

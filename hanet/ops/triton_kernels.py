@@ -9,7 +9,8 @@ Every index rule is the one of ``csrc/hanet_math.h`` (PyTorch's own rules):
   ``[floor(h*out/in), ceil((h+1)*out/in))``;
 * linear taps (align_corners=False): ``scale = in/out`` (correctly rounded),
   ``src = max(scale*(dst+0.5)-0.5, 0)``, ``i0 = min(int(src), in-1)``,
-  ``i1 = i0+1 if i0 < in-1 else i0``, ``w1 = min(src-i0, 1)``, ``w0 = 1-w1``;
+  ``i1 = i0+1 if i0 < in-1 else i0``, ``w1 = min(src-i0, 1)``, ``w0 = 1-w1``; when
+  ``in == out`` a copy: ``i0 = i1 = dst``, ``w1 = 0`` (no neighbour's NaN leaks in);
 * sigmoid ``1/(1+exp(-x))``;
 * max pooling scans rows then columns and takes a new maximum when the value is
   strictly greater or NaN (first occurrence of the max, last NaN).
@@ -108,7 +109,11 @@ def _linear_tap(dst, in_size, out_size, ACC: tl.constexpr):
     src = tl.maximum(scale * (dst.to(ACC) + 0.5) - 0.5, 0.0)
     i0 = tl.minimum(src.to(tl.int32), in_size - 1)  # src >= 0: truncation is floor
     lam = tl.minimum(src - i0.to(ACC), 1.0)
-    i1 = tl.where(i0 < in_size - 1, i0 + 1, i0)
+    # in == out copies (PyTorch's rule): i0 = i1 = dst, so no neighbour leaks in.
+    same = in_size == out_size
+    i0 = tl.where(same, dst, i0)
+    lam = tl.where(same, 0.0, lam)
+    i1 = tl.where((i0 < in_size - 1) & (in_size != out_size), i0 + 1, i0)
     return i0, i1, 1.0 - lam, lam
 
 
@@ -138,7 +143,10 @@ def _attention(logits_ptr, lrow, hh, h_in, H, mask, ACC: tl.constexpr):
     src = tl.maximum(scale * (hh.to(ACC) + 0.5) - 0.5, 0.0)
     i0 = tl.minimum(src.to(tl.int32), h_in - 1)
     w1 = tl.minimum(src - i0.to(ACC), 1.0)
-    i1 = tl.where(i0 < h_in - 1, i0 + 1, i0)
+    same = h_in == H  # a copy (see _linear_tap)
+    i0 = tl.where(same, hh, i0)
+    w1 = tl.where(same, 0.0, w1)
+    i1 = tl.where((i0 < h_in - 1) & (h_in != H), i0 + 1, i0)
     base = lrow * h_in
     l0 = tl.load(logits_ptr + (base + i0), mask=mask, other=0.0).to(ACC)
     l1 = tl.load(logits_ptr + (base + i1), mask=mask, other=0.0).to(ACC)
@@ -221,17 +229,23 @@ def _height_interp_backward_kernel(g_ptr, out_ptr, logits_ptr, R, h_in, size,
         src = tl.maximum(scale * (dst.to(ACC) + 0.5) - 0.5, 0.0)
         i0 = tl.minimum(src.to(tl.int32), h_in - 1)
         w1 = tl.minimum(src - i0.to(ACC), 1.0)
-        i1 = tl.where(i0 < h_in - 1, i0 + 1, i0)
+        same = h_in == size  # a copy (see _linear_tap)
+        i0 = tl.where(same, dst, i0)
+        w1 = tl.where(same, 0.0, w1)
+        i1 = tl.where((i0 < h_in - 1) & (h_in != size), i0 + 1, i0)
         hit0 = i0 == j[:, None]
         hit1 = i1 == j[:, None]
         touch = (hit0 | hit1) & (dst < size) & jmask[:, None]
-        wj = tl.where(hit0, 1.0 - w1, 0.0) + tl.where(hit1, w1, 0.0)
         m = rm3 & touch[None, :, :]
         offs = g_row + dst[None, :, :]
         g = tl.zeros([BLOCK_R, BLOCK_J, BLOCK_K], dtype=ACC)
         for p in range(0, n_parts):
             g += tl.load(g_ptr + (offs + p * part_stride), mask=m, other=0.0).to(ACC)
-        acc += tl.sum(tl.where(m, g * wj[None, :, :], 0.0), axis=2)
+        # w0*g and w1*g as two terms, as the scatter adds them: when both taps read j
+        # (i0 == i1) with w1 = 0, an inf g gives inf + 0*inf = NaN, as PyTorch's.
+        t0 = tl.where(hit0[None, :, :], g * (1.0 - w1)[None, :, :], 0.0)
+        t1 = tl.where(hit1[None, :, :], g * w1[None, :, :], 0.0)
+        acc += tl.sum(tl.where(m, t0 + t1, 0.0), axis=2)
     m = rmask[:, None] & jmask[None, :]
     o_offs = rows[:, None] * h_in + j[None, :]
     if SIGMOID_GRAD:
@@ -571,6 +585,9 @@ def _pool_bwd_nchw_kernel(grad_ptr, idx_ptr, out_ptr, R, rows, H, W, max_bins,
     wb = pid % n_wblk
     r, bc, hh = _split_rows(rb, H, BLOCK_R)
     rmask = r < R
+    # int64: h * rows and i * H pass 2**31 (e.g. 65539 rows pooled to 65535 bins), and
+    # so does the flat index h * W of a large plane
+    hh = hh.to(tl.int64)
     fb = (hh * rows) // H
     lb = ((hh + 1) * rows + H - 1) // H
     cols = wb * BLOCK_W + tl.arange(0, BLOCK_W)

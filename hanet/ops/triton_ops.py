@@ -173,14 +173,16 @@ def width_pool_backward(grad: Tensor, indices: Tensor, height: int, width: int, 
     if height < 1 or width < 1:
         _fail(op, f"height and width must be >= 1, got {height} and {width}")
     is_max = _check_mode(op, mode)
+    # Both modes (mean ignores indices, but one on another device reroutes the call).
+    if indices.device != grad.device:
+        _fail(op, f"indices and grad must be on the same device, got {indices.device} and "
+                  f"{grad.device}")
     if is_max:
         if indices.dtype != torch.int64:
             _fail(op, f"indices must be int64, got {indices.dtype}")
         if indices.shape != grad.shape:
             _fail(op, f"indices shape {tuple(indices.shape)} must equal grad shape "
                       f"{tuple(grad.shape)}")
-        if indices.device != grad.device:
-            _fail(op, "indices and grad must be on the same device")
         indices = indices.contiguous()
     grad = grad.contiguous()
     B, C, rows = grad.shape
