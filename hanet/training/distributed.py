@@ -35,6 +35,26 @@ def pick_device(want: str, local_rank: int) -> torch.device:
     return torch.device("cuda", local_rank % torch.cuda.device_count())
 
 
+def _attempt_store(rank: int, world: int, timeout: datetime.timedelta) -> dict:
+    """Under torchrun, the rendezvous store of this restart attempt, with keys of its own.
+
+    torchrun keeps one store for the whole job, and every attempt of the worker group
+    writes the same keys (each rank's gloo address, NCCL's unique id).  After a restart
+    (--max-restarts) a new worker could read the dead attempt's value before its peer
+    overwrites it and wait for a peer that no longer exists.  A prefix per attempt
+    (TORCHELASTIC_RESTART_COUNT) keeps the attempts apart."""
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if attempt is None or "MASTER_ADDR" not in os.environ:
+        return {}  # not torchrun's elastic agent: the default env:// rendezvous
+    # The agent hosts the store at MASTER_ADDR:MASTER_PORT (TORCHELASTIC_USE_AGENT_STORE);
+    # otherwise rank 0 hosts it, as env:// would.
+    agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                          is_master=not agent_store and rank == 0, timeout=timeout,
+                          multi_tenant=not agent_store)
+    return {"store": dist.PrefixStore(f"hanet/attempt_{attempt}", store), "rank": rank, "world_size": world}
+
+
 def init_distributed(device: str = "auto", use_process_group: bool | None = None) -> DistContext:
     """Joins the torchrun process group when launched by torchrun (even with one
     process), else runs as a single process with no group."""
@@ -49,8 +69,9 @@ def init_distributed(device: str = "auto", use_process_group: bool | None = None
         torch.cuda.set_device(dev)
     backend = "nccl" if dev.type == "cuda" else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30),
-                                device_id=dev if dev.type == "cuda" else None)
+        timeout = datetime.timedelta(minutes=30)
+        dist.init_process_group(backend=backend, timeout=timeout, device_id=dev if dev.type == "cuda" else None,
+                                **_attempt_store(rank, world, timeout))
     return DistContext(rank=rank, world_size=world, local_rank=local_rank, device=dev, initialized=True)
 
 
