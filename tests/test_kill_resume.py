@@ -169,7 +169,7 @@ def _kill_and_resume(make_cmd, out: Path, rng: random.Random, plan: list[str]):
                 figures["kills"] += 1
         else:
             try:
-                proc.wait(timeout=600)
+                proc.wait(timeout=300)
             finally:
                 _kill_all(proc)  # torchrun's workers, if it left any
             if what == "in-save":
@@ -244,7 +244,7 @@ def test_torchrun_max_restarts_recovers_a_killed_worker(tiny_cityscapes, tmp_pat
         victim = [p for p in _descendants(proc.pid) if _rank_of(p) == 1]
         assert victim, "rank 1 not found"
         os.kill(victim[0], signal.SIGKILL)
-        assert proc.wait(timeout=600) == 0, log.read_text()[-4000:]
+        assert proc.wait(timeout=300) == 0, log.read_text()[-4000:]
     finally:
         _kill_all(proc)
     text = log.read_text()
