@@ -202,6 +202,51 @@ inline void store_row(const acc_t<T>* src, T* out, int64_t n) {
   for (; i < n; ++i) out[i] = static_cast<T>(src[i]);
 }
 
+// Merges per-lane arg-max states (value, index as acc_t) into one, with PyTorch's rule:
+// the last NaN if any lane holds one, else the maximum at the smallest index.  Without
+// NaN (the usual case) it stays in vector registers: a fold of the kN vectors, then two
+// horizontal reductions; rows of ~100 elements spend most of their time here.
+template <typename acc, typename Vec, int kN>
+inline void merge_lanes(Vec* bv, Vec* iv, acc& best, int64_t& arg) {
+  constexpr int L = Vec::size();
+  Vec nan = bv[0].isnan();
+  for (int k = 1; k < kN; ++k) nan = nan | bv[k].isnan();
+  if (nan.zero_mask() == (1 << L) - 1) {
+    for (int k = 1; k < kN; ++k) {
+      const Vec take = (bv[k] > bv[0]) | ((bv[k] == bv[0]) & (iv[k] < iv[0]));
+      bv[0] = Vec::blendv(bv[0], bv[k], take);
+      iv[0] = Vec::blendv(iv[0], iv[k], take);
+    }
+    const acc m = at::vec::vec_reduce_all<acc>(
+        [](const Vec& x, const Vec& y) { return at::vec::maximum(x, y); }, bv[0]);
+    const Vec cand = Vec::blendv(Vec(std::numeric_limits<acc>::infinity()), iv[0], bv[0] == Vec(m));
+    best = m;
+    arg = static_cast<int64_t>(at::vec::vec_reduce_all<acc>(
+        [](const Vec& x, const Vec& y) { return at::vec::minimum(x, y); }, cand));
+    return;
+  }
+  bool have = false, seen_nan = false;
+  acc lane_b[L];
+  acc lane_i[L];
+  for (int k = 0; k < kN; ++k) {
+    bv[k].store(lane_b);
+    iv[k].store(lane_i);
+    for (int l = 0; l < L; ++l) {
+      const acc vb = lane_b[l];
+      const int64_t vi = static_cast<int64_t>(lane_i[l]);
+      if (vb != vb) {  // NaN: the last one wins
+        if (!seen_nan || vi > arg) arg = vi;
+        seen_nan = true;
+        best = vb;
+      } else if (!seen_nan && (!have || vb > best || (vb == best && vi < arg))) {
+        best = vb;
+        arg = vi;
+      }
+      have = true;
+    }
+  }
+}
+
 // Maximum of in[0..n) and its index with PyTorch's rule (the first maximum; the last
 // NaN when there is one), in one vector pass: every lane keeps its own running
 // maximum and index (scan order within a lane), then the lanes are merged.
@@ -212,48 +257,29 @@ inline void row_max(const T* in, int64_t n, acc_t<T>& best, int64_t& arg) {
   using acc = acc_t<T>;
   constexpr int L = Vec::size();
   const acc lowest = -std::numeric_limits<acc>::infinity();
-  Vec bv[IO::kN], iv[IO::kN];
+  Vec bv[IO::kN], iv[IO::kN];  // per lane: running maximum and its index
   for (int k = 0; k < IO::kN; ++k) {
     bv[k] = Vec(lowest);
     iv[k] = Vec(acc(0));
   }
   int64_t i = 0;
   // Lane indices travel as acc_t values: exact while n < 2^24 (checked by the caller).
+  Vec idx[IO::kN];
+  for (int k = 0; k < IO::kN; ++k) idx[k] = Vec::arange(static_cast<acc>(k * L), acc(1));
+  const Vec step(static_cast<acc>(IO::kStep));
   for (; i + IO::kStep <= n; i += IO::kStep) {
     Vec v[IO::kN];
     IO::load(in + i, v);
     for (int k = 0; k < IO::kN; ++k) {
       const Vec take = (v[k] > bv[k]) | v[k].isnan();
       bv[k] = Vec::blendv(bv[k], v[k], take);
-      iv[k] = Vec::blendv(iv[k], Vec::arange(static_cast<acc>(i + k * L), acc(1)), take);
+      iv[k] = Vec::blendv(iv[k], idx[k], take);
+      idx[k] = idx[k] + step;
     }
   }
   acc b = lowest;
   int64_t a = 0;
-  bool have = false, nan = false;
-  acc lane_b[L];
-  acc lane_i[L];
-  for (int k = 0; k < IO::kN; ++k) {
-    bv[k].store(lane_b);
-    iv[k].store(lane_i);
-    for (int l = 0; l < L; ++l) {
-      const acc vb = lane_b[l];
-      const int64_t vi = static_cast<int64_t>(lane_i[l]);
-      if (vb != vb) {  // NaN: the last one wins
-        if (!nan || vi > a) a = vi;
-        nan = true;
-        b = vb;
-      } else if (!nan && (!have || vb > b || (vb == b && vi < a))) {
-        b = vb;
-        a = vi;
-      }
-      have = true;
-    }
-  }
-  if (i == 0) {
-    b = lowest;
-    a = 0;
-  }
+  if (i > 0) merge_lanes<acc, Vec, IO::kN>(bv, iv, b, a);
   for (; i < n; ++i) {  // the tail, in scan order after every vector element
     const acc v = static_cast<acc>(in[i]);
     if (math::takes_max(v, b)) {
