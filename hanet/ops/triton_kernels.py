@@ -99,13 +99,8 @@ def _interp_scale(in_size, out_size, ACC: tl.constexpr):
 
 
 @triton.jit
-def _linear_tap(dst, in_size, out_size, ACC: tl.constexpr):
-    """PyTorch's linear, align_corners=False taps of output index ``dst``:
-    (i0, i1, w0, w1)."""
-    if ACC == tl.float64:
-        scale = tl.cast(in_size, tl.float64) / tl.cast(out_size, tl.float64)
-    else:
-        scale = tl.div_rn(tl.cast(in_size, tl.float32), tl.cast(out_size, tl.float32))
+def _linear_tap_scaled(dst, in_size, out_size, scale, ACC: tl.constexpr):
+    """_linear_tap with ``scale`` = _interp_scale(in_size, out_size) given (hoisted out of loops)."""
     src = tl.maximum(scale * (dst.to(ACC) + 0.5) - 0.5, 0.0)
     i0 = tl.minimum(src.to(tl.int32), in_size - 1)  # src >= 0: truncation is floor
     lam = tl.minimum(src - i0.to(ACC), 1.0)
@@ -115,6 +110,13 @@ def _linear_tap(dst, in_size, out_size, ACC: tl.constexpr):
     lam = tl.where(same, 0.0, lam)
     i1 = tl.where((i0 < in_size - 1) & (in_size != out_size), i0 + 1, i0)
     return i0, i1, 1.0 - lam, lam
+
+
+@triton.jit
+def _linear_tap(dst, in_size, out_size, ACC: tl.constexpr):
+    """PyTorch's linear, align_corners=False taps of output index ``dst``:
+    (i0, i1, w0, w1)."""
+    return _linear_tap_scaled(dst, in_size, out_size, _interp_scale(in_size, out_size, ACC), ACC)
 
 
 @triton.jit
@@ -136,23 +138,13 @@ def _attention(logits_ptr, lrow, hh, h_in, H, mask, ACC: tl.constexpr):
 
     ``lrow`` (int64, index of the (b, c) logits row) and ``hh`` broadcast together.
     """
-    if ACC == tl.float64:
-        scale = tl.cast(h_in, tl.float64) / tl.cast(H, tl.float64)
-    else:
-        scale = tl.div_rn(tl.cast(h_in, tl.float32), tl.cast(H, tl.float32))
-    src = tl.maximum(scale * (hh.to(ACC) + 0.5) - 0.5, 0.0)
-    i0 = tl.minimum(src.to(tl.int32), h_in - 1)
-    w1 = tl.minimum(src - i0.to(ACC), 1.0)
-    same = h_in == H  # a copy (see _linear_tap)
-    i0 = tl.where(same, hh, i0)
-    w1 = tl.where(same, 0.0, w1)
-    i1 = tl.where((i0 < h_in - 1) & (h_in != H), i0 + 1, i0)
+    i0, i1, w0, w1 = _linear_tap(hh, h_in, H, ACC)
     base = lrow * h_in
     l0 = tl.load(logits_ptr + (base + i0), mask=mask, other=0.0).to(ACC)
     l1 = tl.load(logits_ptr + (base + i1), mask=mask, other=0.0).to(ACC)
     s0 = 1.0 / (1.0 + tl.exp(-l0))
     s1 = 1.0 / (1.0 + tl.exp(-l1))
-    return (1.0 - w1) * s0 + w1 * s1
+    return w0 * s0 + w1 * s1
 
 
 # ============================================================================
@@ -225,14 +217,7 @@ def _height_interp_backward_kernel(g_ptr, out_ptr, logits_ptr, R, h_in, size,
     scale = _interp_scale(h_in, size, ACC)
     for k0 in range(0, win, BLOCK_K):
         dst = dst_lo[:, None] + (k0 + tl.arange(0, BLOCK_K))[None, :]  # [BLOCK_J, BLOCK_K]
-        # the taps of _linear_tap, inlined
-        src = tl.maximum(scale * (dst.to(ACC) + 0.5) - 0.5, 0.0)
-        i0 = tl.minimum(src.to(tl.int32), h_in - 1)
-        w1 = tl.minimum(src - i0.to(ACC), 1.0)
-        same = h_in == size  # a copy (see _linear_tap)
-        i0 = tl.where(same, dst, i0)
-        w1 = tl.where(same, 0.0, w1)
-        i1 = tl.where((i0 < h_in - 1) & (h_in != size), i0 + 1, i0)
+        i0, i1, w0, w1 = _linear_tap_scaled(dst, h_in, size, scale, ACC)
         hit0 = i0 == j[:, None]
         hit1 = i1 == j[:, None]
         touch = (hit0 | hit1) & (dst < size) & jmask[:, None]
@@ -243,7 +228,7 @@ def _height_interp_backward_kernel(g_ptr, out_ptr, logits_ptr, R, h_in, size,
             g += tl.load(g_ptr + (offs + p * part_stride), mask=m, other=0.0).to(ACC)
         # w0*g and w1*g as two terms, as the scatter adds them: when both taps read j
         # (i0 == i1) with w1 = 0, an inf g gives inf + 0*inf = NaN, as PyTorch's.
-        t0 = tl.where(hit0[None, :, :], g * (1.0 - w1)[None, :, :], 0.0)
+        t0 = tl.where(hit0[None, :, :], g * w0[None, :, :], 0.0)
         t1 = tl.where(hit1[None, :, :], g * w1[None, :, :], 0.0)
         acc += tl.sum(tl.where(m, t0 + t1, 0.0), axis=2)
     m = rmask[:, None] & jmask[None, :]
