@@ -247,14 +247,21 @@ def model_from_payload(ckpt: dict, source: str, **overrides) -> DeepLabV3Plus:
         if not isinstance(ckpt.get(key), dict):
             raise CheckpointError(f"{source}: a hanet checkpoint needs a '{key}' dict, "
                                   f"got {type(ckpt.get(key)).__name__}")
-    cfg = dict(ckpt["model_config"])
-    cfg.update(overrides)
+    return model_with_weights({**ckpt["model_config"], **overrides}, ckpt["state_dict"], source)
+
+
+def parse_model_config(cfg: dict, source: str) -> ModelConfig:
+    """ModelConfig of a checkpoint's config dict; CheckpointError naming `source` if invalid."""
     try:
-        config = ModelConfig.from_dict(cfg)
-    except (TypeError, ValueError) as exc:
+        return ModelConfig.from_dict(cfg)
+    except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{source}: invalid model_config: {exc}") from None
-    model = DeepLabV3Plus(config)
-    strict_load_state_dict(model, ckpt["state_dict"], source)
+
+
+def model_with_weights(cfg: dict, state_dict: dict, source: str) -> DeepLabV3Plus:
+    """The DeepLabV3Plus of config dict `cfg` holding exactly `state_dict`, in eval mode."""
+    model = DeepLabV3Plus(parse_model_config(cfg, source))
+    strict_load_state_dict(model, state_dict, source)
     return model.eval()
 
 

@@ -13,7 +13,7 @@ import shlex
 
 import torch
 
-from .checkpoint import CheckpointError, model_payload, atomic_save, safe_load, strict_load_state_dict
+from .checkpoint import CheckpointError, atomic_save, model_payload, model_with_weights, safe_load
 from .config import ModelConfig
 from .deeplab import DeepLabV3Plus
 from .registry import parse_arch
@@ -90,15 +90,7 @@ def model_from_official(ckpt: dict, source: str, **overrides) -> DeepLabV3Plus:
     config = config_from_command(ckpt.get("command"), int(final.shape[0]), source)
     # The aux head is present in the weights exactly when the run used --aux_loss.
     config.aux_loss = any(k.startswith("dsn.") for k in state)
-    cfg = config.to_dict()
-    cfg.update(overrides)
-    try:
-        config = ModelConfig.from_dict(cfg)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{source}: {exc}") from None
-    model = DeepLabV3Plus(config)
-    strict_load_state_dict(model, state, source)
-    return model.eval()
+    return model_with_weights({**config.to_dict(), **overrides}, state, source)
 
 
 def load_official(path: str | os.PathLike, **overrides) -> DeepLabV3Plus:

@@ -12,9 +12,8 @@ from torch.utils.data import DataLoader
 
 from hanet.metrics import ConfusionMatrix
 from hanet.models import build_model, load_pretrained_trunk
-from hanet.models.checkpoint import (CheckpointError, atomic_save, load_matching, model_payload, safe_load,
-                                    strict_load_state_dict)
-from hanet.models.config import ModelConfig
+from hanet.models.checkpoint import (CheckpointError, atomic_save, load_matching, model_payload,
+                                    parse_model_config, safe_load, strict_load_state_dict)
 
 from . import rng
 from .config import Config
@@ -160,10 +159,7 @@ class Trainer:
             raise CheckpointError(f"{path} is not a complete training checkpoint: "
                                   + (f"training state lacks {', '.join(missing)}" if missing else
                                      f"{', '.join(bad)} missing or not a dict"))
-        try:
-            saved = ModelConfig.from_dict(ckpt["model_config"])
-        except (TypeError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"{path}: unreadable model_config ({exc})") from None
+        saved = parse_model_config(ckpt["model_config"], str(path))
         if saved != self.model.config:
             diff = {k: (v, getattr(self.model.config, k)) for k, v in saved.to_dict().items()
                     if getattr(self.model.config, k) != v}
