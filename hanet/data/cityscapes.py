@@ -12,7 +12,9 @@ Accepted layouts under ``root`` (the first that exists wins, per folder):
           ``leftImg8bit_trainextra/leftImg8bit/train_extra``.
 
 Splits: ``train``, ``val``, ``test``, ``trainval`` (train + val, the original's
-``--city_mode trainval``) and, for coarse labels, ``train_extra``.  LabelIds are
+``--city_mode trainval``) and, for coarse labels, ``train_extra``.  ``cv_split``
+1 or 2 (the original's ``--cv``) moves whole cities between train and val as the
+original does (see :mod:`hanet.data.cv_splits`); 0 is the official split.  LabelIds are
 mapped to the 19 train ids with cityscapesscripts' table.  The official test labels
 are dummies: test images load with whatever label file exists, and with every pixel
 ignored when there is none.
@@ -23,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .base import Pair, SegmentationDataset
+from .cv_splits import check_cv_split, cv_partition, subfolders
 from .errors import DatasetNotFoundError
 from .labels import CITYSCAPES
 
@@ -84,11 +87,12 @@ class CityscapesDataset(SegmentationDataset):
     train_extra (coarse only); ``quality``: "fine" (gtFine) or "coarse" (gtCoarse);
     ``transform``: a joint transform on the sample dict (``hanet.data.transforms``);
     ``skip_corrupt``: drop unreadable pairs at construction and count them in
-    ``num_skipped`` instead of failing when they are loaded.
+    ``num_skipped`` instead of failing when they are loaded; ``cv_split``: 0, 1 or 2,
+    the original's cross-validation split of the cities (fine labels only).
     """
 
     def __init__(self, root: str | Path, split: str = "train", quality: str = "fine",
-                 transform: Callable | None = None, skip_corrupt: bool = False):
+                 transform: Callable | None = None, skip_corrupt: bool = False, cv_split: int = 0):
         if split not in SPLITS:
             raise ValueError(f"Cityscapes: unknown split {split!r}; choose one of {', '.join(SPLITS)}")
         if quality not in QUALITIES:
@@ -97,27 +101,57 @@ class CityscapesDataset(SegmentationDataset):
             raise ValueError("Cityscapes: split 'train_extra' has coarse labels only; use quality='coarse'")
         if quality == "coarse" and split == "test":
             raise ValueError("Cityscapes: there are no coarse labels for the test split")
+        cv_split = check_cv_split(cv_split, "Cityscapes")
+        if cv_split and quality == "coarse":  # the original asserts cv 0 for coarse sets
+            raise ValueError("Cityscapes: cv_split applies to fine labels only; coarse sets use the official split")
         root = Path(root).expanduser()
         if not root.is_dir():
             raise DatasetNotFoundError(f"Cityscapes root {root} does not exist or is not a folder.\n"
                                        + expected_tree(root, quality))
         self.quality = quality
+        self.cv_split = cv_split
         parts = ("train", "val") if split == "trainval" else (split,)
-        pairs = [p for part in parts for p in self._find_pairs(root, part, QUALITIES[quality])]
+        gt = QUALITIES[quality]
+        if cv_split and split != "test":
+            groups = self.cv_cities(root, cv_split)
+            pairs = [p for part in parts for src, city in groups[part]
+                     for p in self._find_pairs(root, src, gt, cities=[city])]
+        else:
+            pairs = [p for part in parts for p in self._find_pairs(root, part, gt)]
+        cv = f":cv{cv_split}" if cv_split else ""  # cv 0 keeps the identity (and centroid cache) it had
         super().__init__(pairs, CITYSCAPES, transform=transform, skip_corrupt=skip_corrupt, root=root,
-                         split=split, identity=f"cityscapes:{root.resolve()}:{split}:{quality}")
+                         split=split, identity=f"cityscapes:{root.resolve()}:{split}:{quality}{cv}")
 
     @staticmethod
-    def _find_pairs(root: Path, split: str, gt: str) -> list[Pair]:
+    def cv_cities(root: str | Path, cv_split: int) -> dict[str, list[tuple[str, str]]]:
+        """{"train": [...], "val": [...]}: the (official split, city) pairs of each
+        side of cross-validation split ``cv_split``, as the original forms them."""
+        root = Path(root).expanduser()
+        found = {}
+        for split in ("train", "val"):
+            image_dir = _first_dir(_image_dirs(root, split))
+            if image_dir is None:
+                looked = "\n".join(f"  {p}" for p in _image_dirs(root, split))
+                raise DatasetNotFoundError(f"Cityscapes: cv_split needs the {split!r} image folder; looked in:\n"
+                                           f"{looked}\n" + expected_tree(root))
+            found[split] = subfolders(image_dir)
+        return cv_partition(found["train"], found["val"], check_cv_split(cv_split, "Cityscapes"))
+
+    @staticmethod
+    def _find_pairs(root: Path, split: str, gt: str, cities: list[str] | None = None) -> list[Pair]:
         quality = "fine" if gt == "gtFine" else "coarse"
         image_dir = _first_dir(_image_dirs(root, split))
         if image_dir is None:
             looked = "\n".join(f"  {p}" for p in _image_dirs(root, split))
             raise DatasetNotFoundError(f"Cityscapes: no image folder for split {split!r}; looked in:\n{looked}\n"
                                        + expected_tree(root, quality))
-        images = sorted(image_dir.glob(f"*/*{_IMAGE_SUFFIX}"))
+        if cities is None:
+            images = sorted(image_dir.glob(f"*/*{_IMAGE_SUFFIX}"))
+        else:
+            images = [p for city in cities for p in sorted((image_dir / city).glob(f"*{_IMAGE_SUFFIX}"))]
         if not images:
-            raise DatasetNotFoundError(f"Cityscapes: {image_dir} holds no <city>/*{_IMAGE_SUFFIX} files.\n"
+            where = image_dir if cities is None else ", ".join(str(image_dir / c) for c in cities)
+            raise DatasetNotFoundError(f"Cityscapes: {where} holds no <city>/*{_IMAGE_SUFFIX} files.\n"
                                        + expected_tree(root, quality))
         label_dir = _first_dir(_label_dirs(root, split, gt))
         if label_dir is None and split != "test":
