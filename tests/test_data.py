@@ -318,7 +318,7 @@ def test_build_dataset_folder_with_class_file(tmp_path):
     with pytest.raises(ValueError, match="classes="):
         build_dataset("folder", tmp_path / "data", None)
     with pytest.raises(ValueError, match="unknown dataset"):
-        build_dataset("kitti", tmp_path, "train")
+        build_dataset("ade20k", tmp_path, "train")
 
 
 def test_build_dataset_cityscapes(flat):

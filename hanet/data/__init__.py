@@ -11,20 +11,26 @@ the full frame, carried through scale/crop/flip like the label (128 on padding).
 """
 from .base import Pair, SegmentationDataset
 from .bdd100k import BDD100K_CLASSES, BDD100KDataset
+from .camvid import CAMVID_CLASSES, CamVidDataset
 from .cityscapes import CityscapesDataset
 from .errors import BadFileError, CorruptFileError, DatasetNotFoundError, SizeMismatchError
 from .factory import DATASETS, build_dataset
 from .folder import FolderDataset
+from .gtav import GTAV_CLASSES, GTAVDataset
 from .images import ImageFolder
+from .kitti import KITTI_CLASSES, KITTIDataset
 from .labels import (CITYSCAPES, CLASS_NAMES, IGNORE_INDEX, LABEL_TO_TRAIN, NUM_CLASSES, PALETTE, TRAIN_TO_LABEL,
                      ClassTable, load_class_table, train_to_label_ids)
+from .mapillary import MAPILLARY_CLASSES, MapillaryDataset
 from .position import POS_PAD, position_map
 from .transforms import (ColorJitter, Compose, RandomCrop, RandomGaussianBlur, RandomHorizontalFlip, RandomScale,
                          ToTensorNormalize, eval_transforms, train_transforms)
 from .uniform_sampling import UniformClassDataset, class_centroids, tile_centroids
 
 __all__ = [
-    "BDD100KDataset", "BDD100K_CLASSES", "BadFileError", "CITYSCAPES", "CLASS_NAMES", "CityscapesDataset",
+    "BDD100KDataset", "BDD100K_CLASSES", "BadFileError", "CAMVID_CLASSES", "CITYSCAPES", "CLASS_NAMES",
+    "CamVidDataset", "CityscapesDataset", "GTAVDataset", "GTAV_CLASSES", "KITTIDataset", "KITTI_CLASSES",
+    "MAPILLARY_CLASSES", "MapillaryDataset",
     "ClassTable", "ColorJitter", "Compose", "CorruptFileError", "DATASETS", "DatasetNotFoundError", "FolderDataset",
     "IGNORE_INDEX", "ImageFolder", "LABEL_TO_TRAIN", "NUM_CLASSES", "PALETTE", "POS_PAD", "Pair", "RandomCrop",
     "RandomGaussianBlur", "RandomHorizontalFlip", "RandomScale", "SegmentationDataset", "SizeMismatchError",
