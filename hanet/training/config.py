@@ -38,7 +38,7 @@ class ModelSection:
 
 @dataclass
 class DataSection:
-    dataset: str = "cityscapes"  # cityscapes | bdd100k | folder
+    dataset: str = "cityscapes"  # cityscapes | bdd100k | mapillary | gtav | camvid | kitti | folder
     root: str = "data/cityscapes"
     train_split: str = "train"  # train | trainval (the original's --city_mode) | ...
     val_split: str = "val"
@@ -50,6 +50,7 @@ class DataSection:
     class_uniform_pct: float = 0.5
     class_uniform_tile: int = 1024
     coarse_boost_classes: list[int] | None = None  # train ids drawn more often from coarse labels
+    cv_split: int = 0  # the original's --cv: cross-validation split 0..2 (cityscapes, gtav, kitti)
     classes_file: str | None = None  # YAML/JSON class table for dataset=folder
     batch_size: int = 2  # per process (the original's bs_mult)
     val_batch_size: int = 1

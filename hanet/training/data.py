@@ -15,7 +15,8 @@ def _dataset(cfg: Config, split: str, transform):
         if not d.classes_file:
             raise ValueError("data.dataset=folder needs data.classes_file (a YAML/JSON class table)")
         kwargs["classes"] = d.classes_file
-    return build_dataset(d.dataset, d.root, split, transform=transform, skip_corrupt=d.skip_corrupt, **kwargs)
+    return build_dataset(d.dataset, d.root, split, transform=transform, skip_corrupt=d.skip_corrupt,
+                         cv_split=d.cv_split, **kwargs)
 
 
 def build_train_set(cfg: Config):
