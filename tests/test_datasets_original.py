@@ -255,7 +255,8 @@ def test_cityscapes_coarse_extra_as_the_original(cityscapes):
     ds = build_dataset("cityscapes", cityscapes, "train_extra", quality="coarse")
     # Every train_extra city (sorted), images of leftImg8bit_trainextra, labels of gtCoarse/gtCoarse.
     assert _cities(ds) == [("train_extra", "augsburg"), ("train_extra", "bamberg")]
-    assert ds.pairs[0].image.parent == cityscapes / "leftImg8bit_trainextra" / "leftImg8bit" / "train_extra" / "augsburg"
+    extra_images = cityscapes / "leftImg8bit_trainextra" / "leftImg8bit" / "train_extra"
+    assert ds.pairs[0].image.parent == extra_images / "augsburg"
     assert ds.pairs[0].label == (cityscapes / "gtCoarse" / "gtCoarse" / "train_extra" / "augsburg"
                                  / "augsburg_000000_000019_gtCoarse_labelIds.png")
     _check_mapping(ds, {0: 255, 7: 0, 9: 255, 21: 8, 26: 13, 33: 18})

@@ -97,7 +97,8 @@ def check_config(root: Path) -> Path | None:
         labels = json.loads(path.read_text())["labels"]
         found = [(str(lab["readable"]), tuple(int(c) for c in lab["color"])) for lab in labels]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BadFileError(path, f"not a Mapillary config (a 'labels' list with 'readable' and 'color'): {exc}") from None
+        raise BadFileError(path, "not a Mapillary config (a 'labels' list with 'readable' and 'color'): "
+                                 f"{exc}") from None
     if found != list(LABELS_V12):
         first = next((i for i, (a, b) in enumerate(zip(found, LABELS_V12)) if a != b), min(len(found), 66))
         raise BadFileError(path, f"has {len(found)} labels that differ from the v1.2 table of 66 from label id "
