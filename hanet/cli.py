@@ -40,12 +40,13 @@ def _make_synthetic(args) -> int:
 def _eval_setup(args):
     from hanet.evaluation import load_eval_config, load_model_for_inference, training_defaults
 
-    cfg = load_eval_config(args.overrides, training_defaults(args.checkpoint))
+    cfg = load_eval_config(args.overrides, training_defaults(args.checkpoint), getattr(args, "config", None))
     return cfg, load_model_for_inference(args.checkpoint, cfg)
 
 
 def _eval(args) -> int:
-    from hanet.evaluation import evaluate, write_json
+    from hanet.evaluation import evaluate, write_json, write_tensorboard
+    from hanet.metrics import band_line
     from hanet.training.distributed import cleanup, init_distributed, launched_by_torchrun
 
     cfg, model = _eval_setup(args)
@@ -53,7 +54,8 @@ def _eval(args) -> int:
     ctx = init_distributed(cfg.device, use_process_group=True) if launched_by_torchrun() else None
     try:
         metrics, written = evaluate(model.to(ctx.device) if ctx else model, cfg,
-                                    save_predictions=args.save_predictions, ctx=ctx)
+                                    save_predictions=args.save_predictions, ctx=ctx,
+                                    dump_images=args.dump_images)
     finally:
         if ctx is not None:
             cleanup(ctx)
@@ -61,13 +63,21 @@ def _eval(args) -> int:
         return 0
     names = list(_class_table(cfg, model).names)
     print(metrics.table(names))
+    print(band_line(metrics))
+    if args.dump_images:
+        print(f"wrote rgb/, pred/, diff/ and compose/ pictures to {args.dump_images}")
+    if args.tensorboard:
+        write_tensorboard(args.tensorboard, metrics)
+        print(f"wrote TensorBoard scalars to {args.tensorboard}")
     if args.save_predictions:
         from pathlib import Path
 
         count = len(list(Path(args.save_predictions).glob("*_pred_labelIds.png")))  # every rank's files
         print(f"{count} prediction files in {args.save_predictions}")
     if args.json:
-        write_json(args.json, metrics, names, {"checkpoint": args.checkpoint, "split": cfg.data.split})
+        write_json(args.json, metrics, names, {"checkpoint": args.checkpoint, "split": cfg.data.split,
+                                               "protocol": cfg.infer.protocol, "mode": cfg.infer.mode,
+                                               "scales": cfg.infer.scales, "flip": cfg.infer.flip})
         print(f"wrote {args.json}")
     return 0
 
@@ -124,9 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("dst", help="output file")
     c.set_defaults(func=_convert_official)
 
-    overrides_help = ("dotted overrides: data.root=DIR data.split=val data.dataset=cityscapes|bdd100k|folder "
-                      "data.max_images=N data.skip_corrupt=true device=cpu|cuda backend=cpu|cuda|triton|reference "
-                      "infer.mode=whole|sliding "
+    overrides_help = ("dotted overrides: data.root=DIR data.split=val data.dataset=cityscapes|bdd100k|mapillary|gtav|camvid|kitti|folder "
+                      "data.cv_split=0|1|2 data.max_images=N data.skip_corrupt=true data.split_index=I data.split_count=N "
+                      "device=cpu|cuda backend=cpu|cuda|triton|reference "
+                      "infer.protocol=standard|original infer.fixed_aspp_pool=true infer.mode=whole|sliding "
                       "infer.crop_size=[1024,1024] infer.overlap=0.333 infer.scales=[0.5,1.0,2.0] infer.flip=true "
                       "infer.amp=none|bf16|fp16")
     e = sub.add_parser("eval", help="evaluate a checkpoint on a labelled split (per-class IoU, mIoU)",
@@ -135,7 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "checkpoint's data settings are the defaults.")
     e.add_argument("checkpoint")
     e.add_argument("overrides", nargs="*", metavar="key=value", help=overrides_help)
-    e.add_argument("--json", metavar="PATH", help="write miou, per_class, pixel_acc as JSON")
+    e.add_argument("--config", metavar="YAML", help="an eval config, e.g. train/configs/eval_r101_os8.yaml "
+                                                    "(the official scripts/eval_r101_os8.sh); overrides win")
+    e.add_argument("--json", metavar="PATH", help="write miou, per_class, pixel_acc and the height bands as JSON")
+    e.add_argument("--dump-images", metavar="DIR",
+                   help="write the original's pictures: rgb/<stem>_color.png, compose/<stem>_compose.png, "
+                        "diff/<stem>_diff.png and pred/<stem>.png (labelIds)")
+    e.add_argument("--tensorboard", metavar="DIR", help="write mIoU, pixel accuracy and band mIoU as TensorBoard scalars")
     e.add_argument("--save-predictions", metavar="DIR",
                    help="write Cityscapes labelIds PNGs <city>_<seq>_<frame>_pred_labelIds.png")
     e.set_defaults(func=_eval)
@@ -145,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "submission.zip, the files the Cityscapes test server takes.")
     sb.add_argument("checkpoint")
     sb.add_argument("overrides", nargs="*", metavar="key=value", help=overrides_help)
+    sb.add_argument("--config", metavar="YAML", help="an eval config, e.g. train/configs/submit_r101_os8.yaml")
     sb.add_argument("--split", default="test", help="split to predict (default test)")
     sb.add_argument("--out", required=True, help="output folder")
     sb.set_defaults(func=_submit)
@@ -190,7 +208,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, ImportError) as exc:
         # Every error of ours names the file at fault: the message, no traceback.
         print(f"hanet {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from hanet.inference_original import fixed_aspp_pool
 from hanet.models.pos_encoding import whole_frame_positions
 
 PAD_POSITION = 128  # position of padding rows, as the training crops use
+PROTOCOLS = ("standard", "original")
 
 
 @dataclass
@@ -29,8 +31,13 @@ class InferenceConfig:
     crop_batch: int = 4  # windows per forward pass: bounds memory
     amp: str = "none"  # none | bf16 | fp16
     channels_last: bool = False
+    # "standard": this module; "original": the original eval.py, quirks included (hanet.inference_original).
+    protocol: str = "standard"
+    fixed_aspp_pool: bool = False  # the original's --fixed_aspp_pool: ASPP image pooling = AvgPool2d(105)
 
     def __post_init__(self):
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"infer.protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
         if self.mode not in ("whole", "sliding"):
             raise ValueError(f"inference mode must be 'whole' or 'sliding', got {self.mode!r}")
         if isinstance(self.crop_size, int):
@@ -48,7 +55,7 @@ class InferenceConfig:
             raise ValueError(f"amp must be none, bf16 or fp16, got {self.amp!r}")
 
 
-def _autocast(device: torch.device, amp: str):
+def autocast(device: torch.device, amp: str):
     if amp == "none":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
@@ -57,7 +64,7 @@ def _autocast(device: torch.device, amp: str):
 def _forward_probs(model, images, pos_h, cfg: InferenceConfig) -> torch.Tensor:
     if cfg.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    with _autocast(images.device, cfg.amp):
+    with autocast(images.device, cfg.amp):
         logits = model(images, pos_h=pos_h)
     return torch.softmax(logits.float(), dim=1)
 
@@ -115,6 +122,9 @@ def predict_probs(model, images: torch.Tensor, pos_h: torch.Tensor | None = None
     ``cfg.scales`` and, with ``cfg.flip``, horizontal flips.
     """
     cfg = cfg or InferenceConfig()
+    if cfg.protocol != "standard":
+        raise ValueError("predict_probs runs infer.protocol=standard; the original protocol works on the PIL "
+                         "image as read (hanet.inference_original.predict_original)")
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
     B, _, H, W = images.shape
@@ -123,6 +133,12 @@ def predict_probs(model, images: torch.Tensor, pos_h: torch.Tensor | None = None
     elif pos_h.dim() == 3:
         pos_h = pos_h[:, :, 0]
     pos_h = pos_h.to(images.device, torch.long)
+    with fixed_aspp_pool(model, cfg.fixed_aspp_pool):
+        return _multi_scale_probs(model, images, pos_h, cfg)
+
+
+def _multi_scale_probs(model, images, pos_h, cfg: InferenceConfig) -> torch.Tensor:
+    H, W = images.shape[2:]
     total = None
     n = 0
     for s in cfg.scales:

@@ -7,7 +7,7 @@ Distributed evaluation sums the matrices of all ranks (`all_reduce`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -57,6 +57,7 @@ class SegMetrics:
     pixel_acc: float
     fw_iou: float
     matrix: torch.Tensor
+    bands: dict[str, "SegMetrics"] = field(default_factory=dict)  # the height bands, when measured
 
     @classmethod
     def from_matrix(cls, m: torch.Tensor) -> "SegMetrics":
@@ -87,3 +88,46 @@ class SegMetrics:
         lines.append(f"{'pixel acc':<{width}} {100 * self.pixel_acc:6.2f}")
         lines.append(f"{'fw IoU':<{width}} {100 * self.fw_iou:6.2f}")
         return "\n".join(lines)
+
+
+BANDS = ("upper", "mid1", "mid2", "lower")
+
+
+def band_rows(height: int) -> list[slice]:
+    """The four horizontal bands of the original eval.py's report: rows [0, q), [q, 2q),
+    [2q, 3q) and [3q, height) with q = height // 4 (the lowest band takes the remainder)."""
+    q = height // 4
+    return [slice(0, q), slice(q, 2 * q), slice(2 * q, 3 * q), slice(3 * q, height)]
+
+
+class BandedConfusion:
+    """Confusion matrices of the whole frame and of its four horizontal bands, the
+    original's ``Mean IOU (Whole,Up,Mid1,Mid2,DOWN)``: where in the image the errors are."""
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, device="cpu"):
+        self.whole = ConfusionMatrix(num_classes, ignore_index, device)
+        self.bands = {name: ConfusionMatrix(num_classes, ignore_index, device) for name in BANDS}
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """pred, target: (H, W) train ids of one image."""
+        if pred.dim() != 2 or pred.shape != target.shape:
+            raise ValueError(f"banded metrics need (H, W) prediction and label of the same shape, got "
+                             f"{tuple(pred.shape)} and {tuple(target.shape)}")
+        self.whole.update(pred, target)
+        for rows, cm in zip(band_rows(pred.shape[0]), self.bands.values()):
+            cm.update(pred[rows], target[rows])
+
+    def all_reduce(self) -> None:
+        for cm in (self.whole, *self.bands.values()):
+            cm.all_reduce()
+
+    def compute(self) -> SegMetrics:
+        metrics = self.whole.compute()
+        metrics.bands = {name: cm.compute() for name, cm in self.bands.items()}
+        return metrics
+
+
+def band_line(metrics: SegMetrics) -> str:
+    """The original's one-line summary: mIoU (%) of the whole frame and the four bands."""
+    values = [metrics.miou] + [metrics.bands[b].miou for b in BANDS]
+    return "Mean IoU (whole, upper, mid 1, mid 2, lower): " + " ".join(f"{100 * v:.2f}" for v in values)
