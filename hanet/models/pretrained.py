@@ -4,6 +4,10 @@ Accepted layouts: torchvision's (``resnet50-*.pth``, ``resnext101_32x8d-*.pth``,
 ``mobilenet_v2-*.pth``, ...) and the deep-stem ResNet-101 layout the original README
 names (``pretrained/resnet101-imagenet.pth``: conv1/bn1, conv2/bn2, conv3/bn3 stem).
 Nothing is downloaded.
+
+Files written by torch before 0.4.1 (that ResNet-101, and several of torchvision's
+own downloads) have no ``num_batches_tracked`` entries; torch's BatchNorm loading
+sets those counters to 0 for such files, and so do we.
 """
 from __future__ import annotations
 
@@ -80,6 +84,10 @@ def load_pretrained_trunk(model: DeepLabV3Plus, path: str | os.PathLike) -> None
     state = {k: v for k, v in state.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     state = trunk_state_from_imagenet(state, model.config.trunk)
     own = {k: v for k, v in model.state_dict().items() if k.startswith(("layer0.", "layer1.", "layer2.", "layer3.", "layer4."))}
+    if not any(k.endswith(".num_batches_tracked") for k in state):
+        # A file from before BatchNorm counted its batches: every counter starts at 0.
+        # (A file that has some counters but lacks others is damaged: reported below.)
+        state.update({k: torch.zeros((), dtype=torch.long) for k in own if k.endswith(".num_batches_tracked")})
     missing = [k for k in own if k not in state]
     misshaped = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
                  for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
