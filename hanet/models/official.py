@@ -4,10 +4,17 @@ An official file is a ``torch.save`` of a dict with ``state_dict`` (keys prefixe
 ``module.`` when saved from DDP), ``optimizer``/``scheduler`` (and ``optimizer_at``/
 ``scheduler_at`` for the HANet group), ``epoch``, ``mean_iu`` (a numpy float64) and
 ``command``: the training flags, from which the architecture is read.
+
+The original's network holds its training loss modules as submodules
+(``net.criterion``, ``net.criterion_aux``), so their registered buffers are saved
+with the weights.  Which ones exist is fixed by the loss flags of the command (see
+:data:`LOSS_BUFFERS`); they are recognised, reported in one log line, and not
+loaded (our model does not hold its loss).  Any other unknown key is an error.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shlex
 
@@ -17,6 +24,29 @@ from .checkpoint import CheckpointError, atomic_save, model_payload, model_with_
 from .config import ModelConfig
 from .deeplab import DeepLabV3Plus
 from .registry import parse_arch
+
+log = logging.getLogger(__name__)
+
+# The loss buffers an official checkpoint can carry (keys without ``module.``), with
+# the flags under which the original's train.py creates them.  Its get_loss() picks
+# the main loss in the order --img_wt_loss, --jointwtborder, else plain cross entropy;
+# get_loss_aux() always gives a plain cross entropy.  A plain cross entropy gets the
+# class-weight buffer ``weight`` only with --cls_wt_loss (a None buffer is not saved).
+# The per-image weighted loss keeps an NLL loss whose ``weight`` buffer it sets on
+# every training step, so that key exists once a step has run.  The relaxed
+# (--jointwtborder) loss has no buffers.  Every one is a float vector with an entry
+# per class (the losses require it).
+LOSS_BUFFERS = {
+    "criterion.weight": ("the class weights of the main cross-entropy loss",
+                         lambda a, aux: a.cls_wt_loss and not (a.img_wt_loss or a.jointwtborder),
+                         "--cls_wt_loss without --img_wt_loss or --jointwtborder"),
+    "criterion_aux.weight": ("the class weights of the auxiliary cross-entropy loss",
+                             lambda a, aux: a.cls_wt_loss and aux,
+                             "--cls_wt_loss with the auxiliary head (--aux_loss)"),
+    "criterion.nll_loss.weight": ("the per-image class weights of the image-weighted loss",
+                                  lambda a, aux: a.img_wt_loss,
+                                  "--img_wt_loss"),
+}
 
 
 class _FlagError(Exception):
@@ -42,17 +72,26 @@ def _flag_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--pos_noise", type=float, default=0.0)
     p.add_argument("--aux_loss", action="store_true")
+    # The loss flags: they decide which loss buffers a checkpoint carries.
+    p.add_argument("--cls_wt_loss", action="store_true")
+    p.add_argument("--img_wt_loss", action="store_true")
+    p.add_argument("--jointwtborder", action="store_true")
     return p
 
 
-def config_from_command(command: str, num_classes: int, source: str = "command") -> ModelConfig:
-    """The ModelConfig an official training command line describes."""
+def _parse_command(command, source: str) -> argparse.Namespace:
     if not isinstance(command, str):
         raise CheckpointError(f"{source}: 'command' must be the training flags as a string")
     try:
         args, _ = _flag_parser().parse_known_args(shlex.split(command))
     except (_FlagError, ValueError, SystemExit) as exc:
         raise CheckpointError(f"{source}: cannot parse the model flags of command {command!r} ({exc})") from None
+    return args
+
+
+def config_from_command(command: str, num_classes: int, source: str = "command") -> ModelConfig:
+    """The ModelConfig an official training command line describes."""
+    args = _parse_command(command, source)
     if not args.arch:
         raise CheckpointError(f"{source}: the command has no --arch flag: {command!r}")
     try:
@@ -77,6 +116,31 @@ def _strip_module(state_dict: dict, source: str = "checkpoint") -> dict:
     return {k.removeprefix("module."): v for k, v in state_dict.items()}
 
 
+def split_loss_buffers(state: dict, command: str, num_classes: int, aux: bool, source: str) -> tuple[dict, list[str]]:
+    """(the state without the original's loss buffers, the keys taken out).
+
+    Only the keys of :data:`LOSS_BUFFERS` are taken out, and each only if the
+    command's loss flags create it and it is a float vector of ``num_classes``
+    entries; otherwise a CheckpointError names the key and what is wrong.  Every
+    other key is left for the strict load to judge."""
+    present = [k for k in state if k in LOSS_BUFFERS]
+    if not present:
+        return state, []
+    args = _parse_command(command, source)
+    for key in present:
+        what, created, flags = LOSS_BUFFERS[key]
+        value = state[key]
+        if not created(args, aux):
+            raise CheckpointError(f"{source}: {key} is {what}, which the original saves only with {flags}; "
+                                  f"the checkpoint's command does not say so: {command!r}")
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point() or tuple(value.shape) != (num_classes,):
+            got = (f"{value.dtype} tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor)
+                   else type(value).__name__)
+            raise CheckpointError(f"{source}: {key} ({what}) must be a float vector of {num_classes} entries, "
+                                  f"one per class; got a {got}")
+    return {k: v for k, v in state.items() if k not in LOSS_BUFFERS}, present
+
+
 def model_from_official(ckpt: dict, source: str, **overrides) -> DeepLabV3Plus:
     if not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(f"{source}: no 'state_dict' dict in the checkpoint")
@@ -90,7 +154,12 @@ def model_from_official(ckpt: dict, source: str, **overrides) -> DeepLabV3Plus:
     config = config_from_command(ckpt.get("command"), int(final.shape[0]), source)
     # The aux head is present in the weights exactly when the run used --aux_loss.
     config.aux_loss = any(k.startswith("dsn.") for k in state)
-    return model_with_weights({**config.to_dict(), **overrides}, state, source)
+    state, dropped = split_loss_buffers(state, ckpt["command"], config.num_classes, config.aux_loss, source)
+    model = model_with_weights({**config.to_dict(), **overrides}, state, source)
+    if dropped:
+        log.warning("%s: not loaded: %s (buffers of the original's training loss, saved with its weights; "
+                    "not part of the model)", source, ", ".join(dropped))
+    return model
 
 
 def load_official(path: str | os.PathLike, **overrides) -> DeepLabV3Plus:
