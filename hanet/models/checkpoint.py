@@ -286,25 +286,88 @@ def _unwrap(model):
     return model.module if hasattr(model, "module") and isinstance(model.module, DeepLabV3Plus) else model
 
 
-def load_matching(model: torch.nn.Module, path: str | os.PathLike) -> tuple[list[str], list[str]]:
+class MatchReport(tuple):
+    """What :func:`load_matching` did.  Unpacks as ``(loaded, skipped)`` (key lists;
+    a skipped entry reads ``"key (why)"``); also has ``misshaped`` and ``absent``
+    (the model keys behind ``skipped``), ``unused`` (file tensors the model has no
+    key for), ``total`` (the model's tensor count) and ``source``; ``str()`` is a
+    one-line report."""
+
+    def __new__(cls, loaded, skipped, misshaped, absent, unused, model_keys, source):
+        self = super().__new__(cls, (loaded, skipped))
+        self.loaded, self.skipped = loaded, skipped
+        self.misshaped, self.absent, self.unused = [k for k, _, _ in misshaped], absent, unused
+        self.total, self.source = len(model_keys), source
+        self._shapes = {k: (f, m) for k, f, m in misshaped}
+        self._model_keys = model_keys
+        return self
+
+    def __str__(self) -> str:
+        parts = [f"{self.source}: loaded {len(self.loaded)} of the model's {self.total} tensors (same name and shape)"]
+        if self.misshaped:
+            parts.append(f"skipped, shape differs ({len(self.misshaped)}): " + ", ".join(
+                f"{k} (file {self._shapes[k][0]} vs model {self._shapes[k][1]})" for k in self.misshaped))
+        if self.absent:
+            parts.append(f"skipped, not in the file ({len(self.absent)}): "
+                         + ", ".join(_grouped(self.absent, self._model_keys)))
+        if self.skipped:
+            parts.append("the skipped ones keep the model's own initial values")
+        if self.unused:
+            parts.append(f"file tensors the model has no key for, not used ({len(self.unused)}): "
+                         + ", ".join(_grouped(self.unused, self.unused)))
+        return "; ".join(parts)
+
+    def report(self) -> str:
+        return str(self)
+
+
+def _grouped(keys: list[str], universe: list[str]) -> list[str]:
+    """`keys`, with every top-level module all of whose keys in `universe` are listed
+    written once as ``module.* (all N)``."""
+    by_top: dict[str, list[str]] = {}
+    for k in universe:
+        by_top.setdefault(k.split(".", 1)[0], []).append(k)
+    chosen = set(keys)
+    out, done = [], set()
+    for k in keys:
+        top = k.split(".", 1)[0]
+        group = by_top.get(top, [])
+        if "." in k and len(group) > 3 and all(g in chosen for g in group):
+            if top not in done:
+                out.append(f"{top}.* (all {len(group)})")
+                done.add(top)
+        else:
+            out.append(k)
+    return out
+
+
+def load_matching(model: torch.nn.Module, path: str | os.PathLike) -> MatchReport:
     """Initialises ``model`` from any checkpoint (ours, official, or a bare state
-    dict), copying the tensors whose names and shapes match.  Returns (loaded,
-    skipped) key lists, so the caller can say exactly what was not taken (the
-    original's --snapshot skipped them silently)."""
+    dict), as the original's ``--snapshot`` does: every model tensor whose name (with
+    ``module.`` prefixes dropped) is in the file with the same shape is copied; the
+    others keep the model's values; file tensors the model has no key for are not
+    used (e.g. the original's loss buffers ``criterion.weight``, or another head).
+    Returns a :class:`MatchReport` (unpacks as ``(loaded, skipped)``) whose ``str()``
+    says exactly what was not taken (the original only printed the skipped names)."""
     ckpt = safe_load(path)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt.get("state_dict"), dict) else ckpt
     state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     own = model.state_dict()
-    loaded, skipped = [], []
+    loaded, skipped, misshaped, absent = [], [], [], []
     with torch.no_grad():
         for k, v in own.items():
             src = state.get(k)
-            if src is not None and tuple(src.shape) == tuple(v.shape):
-                v.copy_(src)
-                loaded.append(k)
+            if src is None:
+                absent.append(k)
+                skipped.append(f"{k} (absent)")
+            elif tuple(src.shape) != tuple(v.shape):
+                misshaped.append((k, tuple(src.shape), tuple(v.shape)))
+                skipped.append(f"{k} (shape {tuple(src.shape)} vs {tuple(v.shape)})")
             else:
-                why = "absent" if src is None else f"shape {tuple(src.shape)} vs {tuple(v.shape)}"
-                skipped.append(f"{k} ({why})")
-    if not loaded:
-        raise CheckpointError(f"{path}: no tensor matches the model by name and shape; wrong file?")
-    return loaded, skipped
+                loaded.append(k)
+        if not loaded:
+            raise CheckpointError(f"{path}: no tensor matches the model by name and shape; wrong file?")
+        for k in loaded:
+            own[k].copy_(state[k])
+    unused = [k for k in state if k not in own]
+    return MatchReport(loaded, skipped, misshaped, absent, unused, list(own), str(path))
