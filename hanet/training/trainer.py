@@ -57,9 +57,7 @@ class Trainer:
         if m.pretrained:
             load_pretrained_trunk(model, m.pretrained)
         if m.init_from:
-            loaded, skipped = load_matching(model, m.init_from)
-            self.log.info(f"initialised {len(loaded)} tensors from {m.init_from}; kept the model's own for "
-                          f"{len(skipped)}: {', '.join(skipped[:12])}{' ...' if len(skipped) > 12 else ''}")
+            self.log.info(f"init_from: {load_matching(model, m.init_from)}")  # loaded n of m; skipped ones by name
         self.model = model.to(self.device)
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
