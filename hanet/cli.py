@@ -196,9 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     m.set_defaults(func=_make_synthetic)
 
-    b = sub.add_parser("bench", help="benchmarks: ops (kernels), model (training step), infer (images/s)",
-                       description="hanet bench ops [--help] | hanet bench model [--help] | hanet bench infer [--help]")
-    b.add_argument("what", choices=["ops", "model", "infer"])
+    b = sub.add_parser("bench", help="benchmarks: ops (kernels), model (training step), infer (images/s), "
+                                     "protocol (original vs standard eval)",
+                       description="hanet bench ops | model | infer | protocol [--help]")
+    b.add_argument("what", choices=["ops", "model", "infer", "protocol"])
     b.add_argument("rest", nargs=argparse.REMAINDER, help="options of the benchmark (see its --help)")
     b.set_defaults(func=_bench)
     return p

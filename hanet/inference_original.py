@@ -154,7 +154,7 @@ def sliding_scores(model, image: Image.Image, scales, flip: bool, crop_size: int
         per_view = []
         for mirrored, view in enumerate(views):
             x = _to_input(view, device)
-            logits = [_forward(model, x[:, :, y1:y2, x1:x2], window_positions(y1, y2, sh), amp)[0].cpu().numpy()
+            logits = [_forward(model, x[:, :, y1:y2, x1:x2].contiguous(), window_positions(y1, y2, sh), amp)[0].cpu().numpy()
                       for x1, y1, x2, y2 in windows]
             merged = merge_windows(logits, windows, logits[0].shape[0], sh, sw)
             per_view.append(_resize_planes(merged, bool(mirrored), width, height))

@@ -133,8 +133,11 @@ def test_shards_are_contiguous_and_cover_everything():
     ("submit_cityscapes_resnext", "DeepResNext101V3PlusD_HANet_OS8", "test"),
 ])
 def test_official_eval_configs_state_the_scripts_flags(name, arch, split):
+    from hanet.models.registry import parse_arch
+
     cfg = load_eval_config([], path=REPO / "train" / "configs" / f"{name}.yaml")
     assert (cfg.model.arch, cfg.data.dataset, cfg.data.split) == (arch, "cityscapes", split)
+    parse_arch(arch)  # a name we build
     assert (cfg.model.hanet, cfg.model.hanet_set, cfg.model.hanet_pos, cfg.model.pos_rfactor) == \
         ([1, 1, 1, 1, 0], [3, 64, 3], [2, 1], 8)
     i = cfg.infer
