@@ -15,7 +15,7 @@ class ModelConfig:
     num_classes: int = 19
     hanet: list[int] = field(default_factory=lambda: [1, 1, 1, 1, 0])  # sites 0..4 on/off
     hanet_set: list[int] = field(default_factory=lambda: [3, 64, 3])  # kernel, r, layers
-    hanet_pos: list[int] = field(default_factory=lambda: [2, 1])  # injection 1|2, encoding 1 sinusoid|0 learned
+    hanet_pos: list[int] = field(default_factory=lambda: [2, 1])  # injection 1|2|0 (none), encoding 1 sinusoid|0 learned
     pos_rfactor: int = 8  # HANet pools to 128 // pos_rfactor rows
     pooling: str = "mean"
     dropout: float = 0.0
@@ -45,9 +45,10 @@ class ModelConfig:
             raise ValueError(
                 f"hanet_set must be [kernel_size, r_factor, layers] (the best recipe: [3, 64, 3]), got {self.hanet_set}"
             )
-        if len(self.hanet_pos) != 2 or self.hanet_pos[0] not in (1, 2) or self.hanet_pos[1] not in (0, 1):
+        if len(self.hanet_pos) != 2 or self.hanet_pos[0] not in (0, 1, 2) or self.hanet_pos[1] not in (0, 1):
             raise ValueError(
-                f"hanet_pos must be [injection 1|2, encoding 1 (sinusoid)|0 (learned)], got {self.hanet_pos}"
+                f"hanet_pos must be [injection 1|2 (0: no positional term), encoding 1 (sinusoid)|0 (learned)], "
+                f"got {self.hanet_pos}"
             )
         if not 1 <= self.pos_rfactor <= 128:
             raise ValueError(f"pos_rfactor must be in [1, 128] (HANet pools to 128 // pos_rfactor rows), got {self.pos_rfactor}")

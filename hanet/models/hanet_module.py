@@ -24,12 +24,16 @@ class HANet(nn.Module):
     Args:
         in_channels: channels C_l of ``x_low`` (attention is computed from it).
         out_channels: channels C_h of ``x_high`` (the map that is rescaled).
-        kernel_size: kernel of the last 1-D conv (the original's ``hanet_set[0]``).
+        kernel_size: kernel of the last 1-D conv (the original's ``hanet_set[0]``), any
+            positive int.  Padding is kernel_size // 2 as in the original, so an even
+            kernel yields 128 // pos_rfactor + 1 rows of attention; they are interpolated
+            to the height of ``x_high`` like any other length.
         r_factor: channel reduction r of the first conv: ceil(C_l / r) channels, or
             C_l * |r| when negative (``hanet_set[1]``; the best recipe uses 64).
         layers: 1-D conv layers, 2 or 3 (``hanet_set[2]``).
         pos_injection: where the positional term is added: 1 = on the pooled features
-            before the first conv, 2 = after it (``hanet_pos[0]``).
+            before the first conv, 2 = after it, 0 = nowhere (``hanet_pos[0]``; with 0 the
+            original builds no position table and adds nothing, whatever the encoding).
         pos_encoding: "sinusoid" (fixed, ``hanet_pos[1]=1``), "learned"
             (``hanet_pos[1]=0``) or None (no positional term).
         pos_rfactor: f; the module pools to 128 // f rows (``pos_rfactor``).
@@ -58,8 +62,8 @@ class HANet(nn.Module):
         for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"HANet: {name} must be a positive int, got {v!r}")
-        if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"HANet: kernel_size must be a positive odd int, got {kernel_size!r}")
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
+            raise ValueError(f"HANet: kernel_size must be a positive int, got {kernel_size!r}")
         if not isinstance(r_factor, int) or r_factor == 0:
             raise ValueError(
                 f"HANet: r_factor must be a non-zero int (the official best recipe uses 64, "
@@ -67,8 +71,9 @@ class HANet(nn.Module):
             )
         if layers not in (2, 3):
             raise ValueError(f"HANet: layers must be 2 or 3, got {layers!r}")
-        if pos_injection not in (1, 2):
-            raise ValueError(f"HANet: pos_injection must be 1 (before the first conv) or 2 (after it), got {pos_injection!r}")
+        if pos_injection not in (0, 1, 2):
+            raise ValueError(f"HANet: pos_injection must be 1 (before the first conv), 2 (after it) or 0 "
+                             f"(no positional term), got {pos_injection!r}")
         if pos_encoding not in _ENCODINGS:
             raise ValueError(f'HANet: pos_encoding must be "sinusoid", "learned" or None, got {pos_encoding!r}')
         if not isinstance(pos_rfactor, int) or not 1 <= pos_rfactor <= FRAME_ROWS:
@@ -104,8 +109,9 @@ class HANet(nn.Module):
             self.attention_third = nn.Sequential(
                 nn.Conv1d(2 * m1, out_channels, kernel_size, padding=kernel_size // 2, bias=True)
             )
-        self.pos_encoding = pos_encoding
-        if pos_encoding is not None:
+        # Injection 0: the original creates no table and adds no positional term.
+        self.pos_encoding = pos_encoding if pos_injection else None
+        if self.pos_encoding is not None:
             table = HeightPositionTable(pos_rfactor, in_channels if pos_injection == 1 else m1, pos_encoding, pos_noise)
             setattr(self, "pos_emb1d_1st" if pos_injection == 1 else "pos_emb1d_2nd", table)
         self.reset_parameters()
@@ -127,7 +133,8 @@ class HANet(nn.Module):
         return self.pos_emb1d_1st if self.pos_injection == 1 else self.pos_emb1d_2nd
 
     def attention_logits(self, x_low: torch.Tensor, pos_h: torch.Tensor | None = None) -> torch.Tensor:
-        """The (B, C_h, 128 // pos_rfactor) attention logits, before the sigmoid."""
+        """The (B, C_h, 128 // pos_rfactor) attention logits, before the sigmoid (one row
+        more with an even kernel_size, as in the original)."""
         if x_low.dim() != 4 or x_low.shape[1] != self.in_channels:
             raise ValueError(
                 f"HANet: x_low must be (B, {self.in_channels}, H, W), got shape {tuple(x_low.shape)}"
