@@ -11,10 +11,16 @@ reads source pixel floor((i + 0.5) * in / out), the pixel under its centre, whic
 is where the bilinear sample is taken: on a ramp image the two agree to within 1).
 The geometric steps go first, as in the builders below.
 
-The pipeline of the original recipe is ``train_transforms(...)``: random scale
-(0.5-2.0), random crop with padding (image 0, label 255, position 128), horizontal
-flip, colour jitter (0.25), Gaussian blur (p = 0.5, sigma 0.15-1.3), then
-``ToTensorNormalize`` (float, ImageNet mean/std; label and pos_h as int64).
+The pipeline of the original recipe is ``train_transforms(...)``, the original's
+own steps in its order: RandomSizeAndCrop (optional pre-size, random scale,
+square crop with centred padding or, with ``crop_nopad``, a shrunken window),
+Resize to the crop size, horizontal flip, optional rotation (``rrotate``), colour
+jitter of brightness, contrast, saturation and hue (``color_aug``), Gaussian or
+bilateral blur of every image, then ``ToTensorNormalize`` (float, ImageNet
+mean/std; label and pos_h as int64).  Those steps compute what the original's
+PIL / scikit-image calls compute (:mod:`.joint_geometry`, :mod:`.color_jitter`,
+:mod:`.blur`).  The classes below (RandomScale, RandomCrop, ColorJitter,
+RandomGaussianBlur) are simpler tensor versions kept for other pipelines.
 
 Randomness: every random transform draws from its ``generator`` when one is given,
 else from torch's global RNG.  Use the global RNG under a DataLoader: PyTorch seeds
@@ -326,19 +332,39 @@ class Compose:
 
 
 def train_transforms(crop_size: int | Sequence[int], scale_min: float = 0.5, scale_max: float = 2.0,
-                     color_aug: float = 0.25, gblur: bool = True, hflip: bool = True, hue: float = 0.0,
-                     image_fill: int | Sequence[int] | str = 0, generator: torch.Generator | None = None) -> Compose:
-    """The training pipeline of the original recipe (see the module docstring);
-    ``color_aug`` 0 and ``gblur`` False leave those steps out.  All random steps
+                     color_aug: float = 0.25, gblur: bool = True, hflip: bool = True, hue: float | None = None,
+                     image_fill: int | Sequence[int] | str = 0, generator: torch.Generator | None = None, *,
+                     crop_nopad: bool = False, pre_size: int | None = None, rrotate: float = 0,
+                     bblur: bool = False, ignore_index: int = IGNORE_INDEX) -> Compose:
+    """The original's training pipeline (see the module docstring), with its flags:
+    ``crop_nopad``, ``pre_size``, ``scale_min/max``, ``rrotate`` (0: no rotation),
+    ``color_aug`` (0: no jitter; the hue range too unless ``hue`` is given),
+    ``gblur`` / ``bblur`` (bilateral wins when both are set).  All random steps
     share ``generator`` (None: torch's global RNG)."""
-    steps: list = [RandomScale(scale_min, scale_max, generator),
-                   RandomCrop(crop_size, image_fill=image_fill, generator=generator)]
+    from .blur import SkimageBilateralBlur, SkimageGaussianBlur
+    from .color_jitter import ColorJitterPIL
+    from .joint_geometry import RandomRotate, RandomSizeAndCrop, ResizeSquare
+
+    if not isinstance(crop_size, int):
+        sizes = {int(v) for v in crop_size}
+        if len(sizes) != 1:
+            raise ValueError(f"train_transforms: the original's crops are square, got crop_size={tuple(crop_size)}")
+        crop_size = sizes.pop()
+    if image_fill == "mean":
+        image_fill = tuple(round(255 * m) for m in IMAGENET_MEAN)
+    hue = color_aug if hue is None else hue
+    steps: list = [RandomSizeAndCrop(crop_size, crop_nopad, scale_min, scale_max, pre_size, ignore_index,
+                                     image_fill, generator), ResizeSquare(crop_size)]
     if hflip:
         steps.append(RandomHorizontalFlip(0.5, generator))
+    if rrotate > 0:
+        steps.append(RandomRotate(rrotate, ignore_index, generator))
     if color_aug > 0 or hue > 0:
-        steps.append(ColorJitter(color_aug, color_aug, color_aug, hue, generator))
-    if gblur:
-        steps.append(RandomGaussianBlur(0.5, generator=generator))
+        steps.append(ColorJitterPIL(color_aug, color_aug, color_aug, hue, generator))
+    if bblur:
+        steps.append(SkimageBilateralBlur(generator))
+    elif gblur:
+        steps.append(SkimageGaussianBlur(generator))
     steps.append(ToTensorNormalize())
     return Compose(steps)
 
