@@ -25,7 +25,7 @@ class ModelSection:
     num_classes: int = 19
     hanet: list[int] = field(default_factory=lambda: [1, 1, 1, 1, 0])
     hanet_set: list[int] = field(default_factory=lambda: [3, 64, 3])
-    hanet_pos: list[int] = field(default_factory=lambda: [2, 1])
+    hanet_pos: list[int] = field(default_factory=lambda: [2, 1])  # [injection 1|2|0 (none), encoding 1|0]
     pos_rfactor: int = 8
     pooling: str = "mean"
     dropout: float = 0.0
@@ -45,8 +45,13 @@ class DataSection:
     crop_size: int = 768
     scale_min: float = 0.5
     scale_max: float = 2.0
-    color_aug: float = 0.25
-    gblur: bool = True
+    pre_size: int | None = None  # the original's --pre_size: shorter edge scaled to this before the random scale
+    crop_nopad: bool = False  # the original's --crop_nopad: shrink the crop to a square of the shorter edge, no padding
+    rrotate: int = 0  # the original's --rrotate: random rotation in [-rrotate, rrotate] degrees (0: none)
+    color_aug: float = 0.25  # brightness, contrast, saturation jitter [1 - x, 1 + x] and hue [-x, x], random order
+    gblur: bool = True  # Gaussian blur of every image, sigma in [0.15, 1.3)
+    bblur: bool = False  # bilateral blur instead (the original: bblur wins over gblur)
+    no_pos_dataset: bool = False  # the original's --no_pos_dataset: no row positions, no aux loss (Mapillary)
     class_uniform_pct: float = 0.5
     class_uniform_tile: int = 1024
     coarse_boost_classes: list[int] | None = None  # train ids drawn more often from coarse labels
@@ -68,9 +73,14 @@ class TrainSection:
     weight_decay: float = 5e-4
     hanet_lr: float = 0.01
     hanet_poly_exp: float = 0.9
-    hanet_weight_decay: float = 1e-4
+    hanet_weight_decay: float = 1e-4  # the original's --hanet_wd; used only when hanet_lr > 0
+    backbone_lr: float = 0.0  # > 0: parameters named layer0*/layer1* get this lr (the original's --backbone_lr)
     aux_weight: float = 0.4
     cls_wt_loss: bool = False
+    img_wt_loss: bool = False  # the original's per-image class-weighted loss (ImageBasedCrossEntropyLoss2d)
+    wt_bound: float = 1.0  # its upper_bound (the original's -wb/--wt_bound)
+    batch_weighting: bool = False  # its weights from the whole batch instead of each image (--batch_weighting)
+    freeze_trunk: bool = False  # no effect on training, as in the original (it only names the run "ft")
     amp: str = "none"  # none | bf16 | fp16
     # fp16: the grad scaler skips steps with a non-finite loss; this many in a row stop the run.
     max_skipped_steps: int = 20
@@ -148,8 +158,11 @@ def _merge(obj, data: dict, prefix: str = "") -> None:
     for key, value in data.items():
         full = f"{prefix}{key}"
         if key not in hints:
+            from .original_flags import explain_unknown_key
+
             known = ", ".join(hints)
-            raise ConfigError(f"unknown config key {full!r} (known keys here: {known})")
+            hint = explain_unknown_key(full)
+            raise ConfigError(f"unknown config key {full!r}" + (f": {hint}" if hint else f" (known keys here: {known})"))
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             _merge(current, value, full + ".")
@@ -236,3 +249,6 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"data.scale_min/scale_max must satisfy 0 < min <= max, got {d.scale_min}, {d.scale_max}")
     if d.num_workers < 0:
         raise ConfigError(f"data.num_workers must be >= 0, got {d.num_workers}")
+    from .config_checks import validate_original_semantics
+
+    validate_original_semantics(cfg)

@@ -71,7 +71,12 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, cfg.train.max_iter)
         self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.train.amp]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.amp == "fp16")
-        self.loss = SegLoss(m.num_classes, cfg.train.cls_wt_loss, cfg.train.aux_weight).to(self.device)
+        t = cfg.train
+        self.loss = SegLoss(m.num_classes, t.cls_wt_loss, t.aux_weight, img_wt_loss=t.img_wt_loss,
+                            wt_bound=t.wt_bound, batch_weighting=t.batch_weighting).to(self.device)
+        if t.freeze_trunk:
+            self.log.warning("train.freeze_trunk=true has no effect: the original's --freeze_trunk only adds 'ft' "
+                             "to its run name; nothing is frozen")
         self.sampler = ResumableSampler(len(self.train_set), ctx.rank, ctx.world_size, cfg.train.seed)
         self.iters_per_epoch = len(self.sampler) // cfg.data.batch_size
         if self.iters_per_epoch < 1:
@@ -202,7 +207,8 @@ class Trainer:
     def _step(self, batch) -> dict:
         images = batch["image"].to(self.device, non_blocking=True)
         labels = batch["label"].to(self.device, non_blocking=True)
-        pos = batch["pos_h"].to(self.device, non_blocking=True)
+        # --no_pos_dataset: the original's loader yields no positions and the model gets none.
+        pos = None if self.cfg.data.no_pos_dataset else batch["pos_h"].to(self.device, non_blocking=True)
         if self.cfg.train.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with self._autocast():
