@@ -205,5 +205,6 @@ class RandomRotate(RandomTransform):
         for key in _MAPS:
             if key in sample:
                 im = pil_map(sample[key], key)
-                out[key] = from_pil_map(im.transform(im.size, affine, m, Image.Resampling.NEAREST, fillcolor=fills[key]))
+                im = im.transform(im.size, affine, m, Image.Resampling.NEAREST, fillcolor=fills[key])
+                out[key] = from_pil_map(im)
         return out

@@ -15,7 +15,7 @@ class ModelConfig:
     num_classes: int = 19
     hanet: list[int] = field(default_factory=lambda: [1, 1, 1, 1, 0])  # sites 0..4 on/off
     hanet_set: list[int] = field(default_factory=lambda: [3, 64, 3])  # kernel, r, layers
-    hanet_pos: list[int] = field(default_factory=lambda: [2, 1])  # injection 1|2|0 (none), encoding 1 sinusoid|0 learned
+    hanet_pos: list[int] = field(default_factory=lambda: [2, 1])  # injection 1|2|0 (none), encoding 1 sin|0 learned
     pos_rfactor: int = 8  # HANet pools to 128 // pos_rfactor rows
     pooling: str = "mean"
     dropout: float = 0.0

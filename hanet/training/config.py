@@ -162,7 +162,8 @@ def _merge(obj, data: dict, prefix: str = "") -> None:
 
             known = ", ".join(hints)
             hint = explain_unknown_key(full)
-            raise ConfigError(f"unknown config key {full!r}" + (f": {hint}" if hint else f" (known keys here: {known})"))
+            detail = f": {hint}" if hint else f" (known keys here: {known})"
+            raise ConfigError(f"unknown config key {full!r}{detail}")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             _merge(current, value, full + ".")
