@@ -231,7 +231,8 @@ class ColorJitter(RandomTransform):
     """Brightness, contrast and saturation factors drawn from [1 - x, 1 + x], hue
     shift from [-hue, hue], applied in a random order; image only.  The output image
     is float32 in [0, 1] (the usual blends towards black, the mean grey and the
-    pixel's grey, done in place in float: twice as fast as on uint8)."""
+    pixel's grey, done in place in float: twice as fast as on uint8).  The original's
+    8-bit jitter is :class:`hanet.data.color_jitter.ColorJitterPIL`."""
 
     def __init__(self, brightness: float = 0.25, contrast: float = 0.25, saturation: float = 0.25,
                  hue: float = 0.0, generator: torch.Generator | None = None):
@@ -274,8 +275,9 @@ class ColorJitter(RandomTransform):
 
 
 class RandomGaussianBlur(RandomTransform):
-    """With probability ``p``, blurs the image with sigma drawn from ``sigma`` (the
-    original's ``--gblur``); kernel size 2 * ceil(3 sigma) + 1."""
+    """With probability ``p``, blurs the image with sigma drawn from ``sigma``; kernel
+    size 2 * ceil(3 sigma) + 1.  A float approximation: the original's ``--gblur``
+    (every image, its own arithmetic) is :class:`hanet.data.blur.SkimageGaussianBlur`."""
 
     def __init__(self, p: float = 0.5, sigma: tuple[float, float] = (0.15, 1.3),
                  generator: torch.Generator | None = None):
