@@ -169,18 +169,21 @@ def shard(n: int, index: int, count: int) -> range:
 
 def predict_sample(model, dataset, i: int, infer: InferenceConfig, device) -> tuple[dict, torch.Tensor]:
     """Sample `i` (its label as train ids, its name and path) and the (H, W) prediction,
-    under the standard protocol or the original eval.py's."""
-    if infer.protocol == "original":
-        from hanet.inference_original import predict_original
+    under the standard protocol or the original eval.py's, through :class:`hanet.Segmenter`
+    (the one inference path of eval, submit and predict)."""
+    from hanet.segmenter import Segmenter
 
+    segmenter = Segmenter(model, config=infer, classes=dataset.classes)
+    if infer.protocol == "original":
         pair = dataset.pairs[i]
         raw = dataset.load(i)
-        pred, _ = predict_original(model, raw["image"], infer)
+        pred = segmenter(raw["image"], return_attention=False).labels
         sample = {"label": raw["label"].long(), "name": pair.name, "path": str(pair.image), "image": raw["image"]}
         return sample, torch.from_numpy(pred)
     sample = dataset[i]
-    probs = predict_probs(model, sample["image"][None].to(device), sample["pos_h"][None].to(device), infer)
-    return sample, probs.argmax(1)[0]
+    out = segmenter.predict_batch(sample["image"][None].to(device), sample["pos_h"][None].to(device),
+                                  return_attention=False)
+    return sample, out["labels"][0]
 
 
 def evaluate(model, cfg: EvalConfig, save_predictions: str | None = None, progress: bool = True,

@@ -1,6 +1,7 @@
 """`hanet predict`: segment a folder of images (no dataset needed) and draw, per
 image, the colour mask, an overlay, each HANet site's height attention (rows x
-channels), and a per-class summary of the last site; plus an index.html."""
+channels), and a per-class summary of the last site; plus an index.html.  The
+model runs through :class:`hanet.Segmenter`, once per image (attention included)."""
 from __future__ import annotations
 
 import html
@@ -10,15 +11,17 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from hanet.inference import InferenceConfig, predict_probs
+from hanet.inference import InferenceConfig
 from hanet.vis import attention_heatmap, colorize, overlay
 
 
-def class_summary(attention: torch.Tensor, pred: np.ndarray, names: list[str], per_class_channels: bool) -> list:
+def class_summary(attention: np.ndarray | torch.Tensor, pred: np.ndarray, names: list[str],
+                  per_class_channels: bool) -> list:
     """(class, pixels, mean attention) of each predicted class under the last site's
     attention (C, H): a class's own channel when the site rescales the class logits
     (site 4), else the channel mean, taken at the rows of the class's pixels."""
-    att = attention.float().cpu().numpy()  # (C, H_site): the site's own row resolution
+    att = attention.float().cpu().numpy() if isinstance(attention, torch.Tensor) else np.asarray(attention, np.float32)
+    # att: (C, H_site), the site's own row resolution
     site_row = np.arange(pred.shape[0]) * att.shape[1] // pred.shape[0]  # image row -> site row
     rows_of = np.broadcast_to(site_row[:, None], pred.shape)
     out = []
@@ -57,20 +60,23 @@ def _page(entries: list[dict], title: str) -> str:
             "<body><h1>" + html.escape(title) + "</h1>\n" + "\n".join(rows) + "\n</body></html>\n")
 
 
-@torch.inference_mode()
 def predict_folder(model, sources: list[str], out: str, classes, infer: InferenceConfig | None = None,
                    progress: bool = True, skip_corrupt: bool = False) -> Path:
     """Writes the pictures of every image in `sources` under `out`; returns index.html's path.
+    One :class:`~hanet.segmenter.Segmenter` call per image: the prediction and the
+    attention pictures come from the same forward pass (no attention pictures where
+    the inference settings make no whole-image pass, e.g. sliding windows).
     ``skip_corrupt``: leave out (and report) unreadable images instead of failing."""
-    from hanet.data import ImageFolder, eval_transforms
+    from hanet.data import ImageFolder
+    from hanet.segmenter import Segmenter
 
-    dataset = ImageFolder(sources, transform=eval_transforms(), skip_corrupt=skip_corrupt)
+    dataset = ImageFolder(sources, skip_corrupt=skip_corrupt)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = next(model.parameters()).device
+    segmenter = Segmenter(model, config=infer or InferenceConfig(), classes=classes)
     names, palette = list(classes.names), list(classes.palette)
     palette_of = dict(zip(names, palette))
-    sites = [i for i in range(5) if getattr(model, f"hanet{i}", None) is not None]
+    sites = segmenter.sites
     last_is_class_site = bool(sites) and sites[-1] == 4
     entries = []
     items = range(len(dataset))
@@ -85,25 +91,21 @@ def predict_folder(model, sources: list[str], out: str, classes, infer: Inferenc
         while stem in used:  # same file name in two folders
             stem += "_"
         used.add(stem)
-        image = sample["image"][None].to(device)
-        pos = sample["pos_h"][None].to(device)
-        probs = predict_probs(model, image, pos, infer or InferenceConfig())
-        pred = probs.argmax(1)[0].cpu().numpy()
-        rgb = np.asarray(Image.open(sample["path"]).convert("RGB"))
+        result = segmenter(sample["image"], return_attention=True)
+        pred, rgb = result.labels, result.image
         mask = colorize(pred, palette)
         pictures = [("input", sample["path"])]
         for kind, arr in (("mask", mask), ("overlay", overlay(rgb, mask))):
             path = out_dir / f"{stem}_{kind}.png"
             Image.fromarray(arr).save(path)
             pictures.append((kind, path.name))
-        if sites:
-            _, attentions = model(image, pos_h=pos, return_attention=True)
-            for s, att in zip(sites, attentions):
-                heat = attention_heatmap(att[0], cell=max(1, 256 // att.shape[1]), height=256)
+        if result.attention:
+            for s, att in result.attention.items():
+                heat = attention_heatmap(att, cell=max(1, 256 // att.shape[1]), height=256)
                 path = out_dir / f"{stem}_attention_site{s}.png"
                 Image.fromarray(heat).save(path)
                 pictures.append((f"attention, site {s} (rows x channels)", path.name))
-            summary = class_summary(attentions[-1][0], pred, names, last_is_class_site)
+            summary = class_summary(result.attention[sites[-1]], pred, names, last_is_class_site)
             title = f"mean attention of site {sites[-1]} at each predicted class's pixels"
             path = out_dir / f"{stem}_attention_classes.png"
             draw_summary(summary, palette_of, title).save(path)
