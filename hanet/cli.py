@@ -114,6 +114,17 @@ def _predict(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from hanet.export import check, export_checkpoint
+
+    out, model = export_checkpoint(args.checkpoint, args.format, args.out, _parse_size(args.size), args.backend)
+    print(f"wrote {out} ({args.format}; input 'images' (batch, 3, {args.size.replace('x', ', ')}), dynamic batch)")
+    if args.check:
+        diff = check(model, out, args.format, _parse_size(args.size))
+        print(f"max abs difference of the logits from PyTorch's: {diff:.3g}")
+    return 0
+
+
 def _parse_size(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
@@ -177,6 +188,22 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--set", dest="overrides", action="append", default=[], metavar="key=value",
                     help="an override (repeatable): " + overrides_help)
     pr.set_defaults(func=_predict)
+
+    ex = sub.add_parser("export", help="export a checkpoint as ONNX or a torch.export program (.pt2)",
+                        description="Exports a checkpoint (ours, training, or official) for deployment. onnx: the "
+                                    "HANet ops lowered to standard ONNX operators (runs in onnxruntime on the CPU; "
+                                    "needs pip install 'hanet[export]'); exported-program: torch.export with the "
+                                    "custom ops kept as torch.ops.hanet.* (load with import hanet.ops; "
+                                    "torch.export.load). Input: normalised images (batch, 3, H, W), whole frames; "
+                                    "dynamic batch, H and W fixed by --size.")
+    ex.add_argument("checkpoint")
+    ex.add_argument("--format", required=True, choices=["onnx", "exported-program"])
+    ex.add_argument("--out", required=True, help="output file (.onnx / .pt2)")
+    ex.add_argument("--size", default="1024x2048", help="HxW of the input images (default 1024x2048)")
+    ex.add_argument("--backend", default=None, help="HANet op backend for exported-program (default: fastest on CPU)")
+    ex.add_argument("--check", action="store_true",
+                    help="run the exported file on a random batch and print the max abs difference from PyTorch")
+    ex.set_defaults(func=_export)
 
     t = sub.add_parser("train", help="train in a single process (no process group); see train/train.py for torchrun",
                        add_help=False,

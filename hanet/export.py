@@ -1,0 +1,113 @@
+"""Export a HANet model for deployment: ONNX (onnxruntime, TensorRT) or a
+``torch.export`` ExportedProgram (``.pt2``).
+
+Both take a normalised image batch ``images`` (B, 3, H, W) (ImageNet mean/std, as
+:class:`hanet.Segmenter` prepares it) treated as whole frames, and return ``logits``
+(B, classes, H, W).  The batch size is dynamic; H and W are fixed at export
+(``size``) because the adaptive width pooling of the HANet sites does not export with
+symbolic image sizes.
+
+* ONNX: the fused HANet ops (``torch.ops.hanet.*``) have no ONNX form, so the model is
+  exported with the pure-PyTorch reference backend, which computes the same function
+  with standard operators (adaptive pooling, sigmoid, linear interpolation, multiply).
+  Needs ``pip install 'hanet[export]'`` (onnx, onnxscript; onnxruntime to check).
+* ExportedProgram: the graph keeps our custom ops as ``torch.ops.hanet.*`` nodes (the
+  C++/CUDA kernels); load it with ``import hanet.ops`` (registers them) and then
+  ``torch.export.load(path)``.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+FORMATS = ("onnx", "exported-program")
+_EXTRA = "pip install 'hanet[export]'"
+
+
+def _require(module: str, what: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"{what} needs {module}: {_EXTRA}") from None
+
+
+def with_backend(model: torch.nn.Module, backend: str | None) -> torch.nn.Module:
+    """A copy of `model` (eval mode, CPU tensors kept where they are) whose HANet sites
+    run on `backend`."""
+    from hanet.models import HANet
+
+    model = copy.deepcopy(model).eval()
+    for m in model.modules():
+        if isinstance(m, HANet):
+            m.backend = backend
+    return model
+
+
+def example_input(model: torch.nn.Module, size: tuple[int, int], batch: int = 2) -> torch.Tensor:
+    device = next(model.parameters()).device
+    return torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device)
+
+
+def _batch_dim():
+    return {"images": {0: torch.export.Dim("batch", min=1, max=1024)}}
+
+
+def to_onnx(model: torch.nn.Module, out: str | Path, size: tuple[int, int], opset: int | None = None) -> Path:
+    """Writes `model` as ONNX to `out` (dynamic batch, fixed ``size`` = (H, W))."""
+    _require("onnx", "ONNX export")
+    _require("onnxscript", "ONNX export")
+    reference = with_backend(model, "reference")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    kwargs = {} if opset is None else {"opset_version": opset}
+    program = torch.onnx.export(reference, (example_input(reference, size),), dynamo=True, input_names=["images"],
+                                output_names=["logits"], dynamic_shapes=_batch_dim(), optimize=True, verbose=False,
+                                **kwargs)
+    program.save(str(out))
+    return out
+
+
+def to_exported_program(model: torch.nn.Module, out: str | Path, size: tuple[int, int]) -> Path:
+    """Writes ``torch.export.export(model)`` to `out` (.pt2; dynamic batch, fixed size)."""
+    model = copy.deepcopy(model).eval()
+    program = torch.export.export(model, (example_input(model, size),), dynamic_shapes=_batch_dim())
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.export.save(program, str(out))
+    return out
+
+
+def check(model: torch.nn.Module, path: str | Path, fmt: str, size: tuple[int, int], batch: int = 2) -> float:
+    """Max abs difference between `model`'s logits and those of the exported file (run
+    by onnxruntime on the CPU, or by ``torch.export.load``) on a random batch."""
+    x = example_input(model, size, batch)
+    with torch.inference_mode():
+        want = model.eval()(x).float().cpu()
+    if fmt == "onnx":
+        ort = _require("onnxruntime", "checking an ONNX export")
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        got = torch.from_numpy(session.run(["logits"], {"images": x.cpu().numpy()})[0])
+    else:
+        import hanet.ops  # noqa: F401  (registers torch.ops.hanet.* before the program loads)
+
+        with torch.inference_mode():
+            got = torch.export.load(str(path)).module()(x).float().cpu()
+    return float((got - want).abs().max())
+
+
+def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, size: tuple[int, int],
+                      backend: str | None = None) -> tuple[Path, torch.nn.Module]:
+    """Loads `checkpoint` (ours, training, or official) on the CPU and exports it;
+    returns the file and the loaded model."""
+    from hanet.models import load
+
+    if fmt not in FORMATS:
+        raise ValueError(f"export format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"export size must be (H, W) with positive sides, got {size}")
+    model = load(str(checkpoint), **({"backend": backend} if backend else {})).cpu().eval()
+    return (to_onnx if fmt == "onnx" else to_exported_program)(model, out, size), model

@@ -1,0 +1,106 @@
+"""hanet export: onnxruntime's logits against PyTorch's on a demo-sized model, the
+ONNX graph made of standard operators only, torch.export keeping torch.ops.hanet.*
+visible and its saved .pt2 giving PyTorch's logits, the CLI, and the error for a
+missing extra."""
+import numpy as np
+import pytest
+import torch
+
+from hanet import export as hexport
+from hanet.models import build_model, save
+
+SIZE = (128, 256)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture(scope="module")
+def demo_model():
+    # the demo's trunk and HANet sites (train/configs/demo.yaml), with weights and BN statistics that are not
+    # the initial ones, so that the logits spread over several units
+    torch.manual_seed(0)
+    model = build_model("deeplabv3plus_shufflenetv2_os16", hanet=[1, 1, 1, 1, 0], hanet_set=[3, 16, 3])
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+        classifier = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.out_channels == 19][-1]
+        classifier.weight.mul_(20)
+    return model.eval()
+
+
+def _pytorch_logits(model, x):
+    with torch.no_grad():
+        return model(x).numpy()
+
+
+def test_onnxruntime_gives_pytorchs_logits(demo_model, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    path = hexport.to_onnx(demo_model, tmp_path / "demo.onnx", SIZE)
+    graph = onnx.load(str(path)).graph
+    domains = {n.domain for n in graph.node}
+    assert domains <= {"", "ai.onnx"}, f"non-standard operators: {domains}"
+    assert not any("hanet" in n.op_type.lower() for n in graph.node)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(1)
+    for batch in (1, 3):  # dynamic batch; exported with 2
+        x = torch.randn(batch, 3, *SIZE, generator=gen)
+        want = _pytorch_logits(demo_model, x)  # the model's own (fused C++) backend
+        got = session.run(["logits"], {"images": x.numpy()})[0]
+        assert got.shape == (batch, 19, *SIZE)
+        diff = float(np.abs(got - want).max())
+        print(f"batch {batch}: max abs diff {diff:.3g}, logits up to {np.abs(want).max():.3g}")
+        assert np.abs(want).max() > 1.0  # a comparison of values, not of near-zeros
+        assert diff <= 1e-4
+
+
+def test_exported_program_from_the_cli_keeps_the_custom_ops_and_reloads(demo_model, tmp_path, capsys):
+    from hanet.cli import main
+    from hanet.ops import available_backends
+
+    if "cpu" not in available_backends():
+        pytest.skip("the C++ extension is not built: the model runs on the reference ops")
+    save(demo_model, tmp_path / "demo.pt")
+    path = tmp_path / "demo.pt2"
+    assert main(["export", str(tmp_path / "demo.pt"), "--format", "exported-program", "--out", str(path),
+                 "--size", "x".join(map(str, SIZE)), "--check"]) == 0
+    text = capsys.readouterr().out
+    assert "max abs difference of the logits from PyTorch's" in text and float(text.rsplit(": ", 1)[1]) <= 1e-5
+    program = torch.export.load(str(path))
+    targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    assert {"hanet.width_pool.default", "hanet.attention_rescale.default"} <= targets, sorted(targets)
+    x = torch.randn(3, 3, *SIZE, generator=torch.Generator().manual_seed(2))  # batch 3: exported with 2
+    with torch.no_grad():
+        got = program.module()(x)
+    want = _pytorch_logits(demo_model, x)
+    assert float(np.abs(got.numpy() - want).max()) <= 1e-5
+    # a bad size is a one-line error
+    assert main(["export", str(tmp_path / "demo.pt"), "--format", "onnx", "--out", str(tmp_path / "x.onnx"),
+                 "--size", "64"]) == 1
+    assert "--size must look like HxW" in capsys.readouterr().err
+
+
+def test_missing_onnx_names_the_extra(demo_model, tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_onnx(name, *args, **kwargs):
+        if name == "onnxscript" or name.startswith("onnxscript."):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnx)
+    monkeypatch.setattr("importlib.import_module", lambda name: no_onnx(name))
+    with pytest.raises(ImportError, match=r"ONNX export needs onnxscript: pip install 'hanet\[export\]'"):
+        hexport.to_onnx(demo_model, tmp_path / "x.onnx", SIZE)
