@@ -34,6 +34,30 @@ from .labels import ClassTable
 from .position import position_map
 
 
+
+def dataset_root(kind: str, root: str | Path, split: str, splits: Iterable[str],
+                 expected_tree: Callable[[Path], str], split_note: str = "") -> Path:
+    """Checks a reader's split name and root folder; returns the root as a Path.  An
+    unknown split is a ValueError listing the known ones; a missing root is a
+    DatasetNotFoundError drawing the layout the reader expects."""
+    splits = tuple(splits)
+    if split not in splits:
+        raise ValueError(f"{kind}: unknown split {split!r}; choose one of {', '.join(splits)}{split_note}")
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetNotFoundError(f"{kind} root {root} does not exist or is not a folder.\n" + expected_tree(root))
+    return root
+
+
+def require_labels(pairs: list, what: str) -> list:
+    """Returns `pairs` when every label file exists; else a DatasetNotFoundError
+    naming how many of `what` (e.g. "CamVid: images of split 'val'") lack one, and the first five."""
+    missing = [p.label for p in pairs if not p.label.is_file()]
+    if missing:
+        shown = "\n".join(f"  {p}" for p in missing[:5])
+        raise DatasetNotFoundError(f"{what}: {len(missing)} of {len(pairs)} have no label file:\n{shown}")
+    return pairs
+
 @dataclass(frozen=True)
 class Pair:
     """One sample's files; ``label`` None means unlabelled (every pixel ignored)."""

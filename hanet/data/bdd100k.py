@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from .base import Pair, SegmentationDataset
+from .base import Pair, SegmentationDataset, dataset_root, require_labels
 from .errors import DatasetNotFoundError
 from .labels import CLASS_NAMES, IGNORE_INDEX, PALETTE, ClassTable
 
@@ -48,12 +48,7 @@ class BDD100KDataset(SegmentationDataset):
 
     def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None,
                  skip_corrupt: bool = False):
-        if split not in SPLITS:
-            raise ValueError(f"BDD100K: unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-        root = Path(root).expanduser()
-        if not root.is_dir():
-            raise DatasetNotFoundError(f"BDD100K root {root} does not exist or is not a folder.\n"
-                                       + expected_tree(root))
+        root = dataset_root("BDD100K", root, split, SPLITS, expected_tree)
         parts = ("train", "val") if split == "trainval" else (split,)
         pairs = [p for part in parts for p in self._find_pairs(root, part)]
         super().__init__(pairs, BDD100K_CLASSES, transform=transform, skip_corrupt=skip_corrupt, root=root,
@@ -77,11 +72,6 @@ class BDD100KDataset(SegmentationDataset):
                                                    + expected_tree(root))
                     return [Pair(image=p, label=None, name=p.stem) for p in images]
                 pairs = [Pair(image=p, label=mask_dir / f"{p.stem}{suffix}", name=p.stem) for p in images]
-                missing = [p.label for p in pairs if not p.label.is_file()]
-                if missing:
-                    shown = "\n".join(f"  {p}" for p in missing[:5])
-                    raise DatasetNotFoundError(f"BDD100K: {len(missing)} of {len(pairs)} images of split {split!r} "
-                                               f"have no mask:\n{shown}")
-                return pairs
+                return require_labels(pairs, f"BDD100K: images of split {split!r} (masks)")
         raise DatasetNotFoundError(f"BDD100K: no image folder for split {split!r} under {root}.\n"
                                    + expected_tree(root))

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from .base import Pair, SegmentationDataset
+from .base import Pair, SegmentationDataset, dataset_root, require_labels
 from .errors import DatasetNotFoundError
 from .labels import IGNORE_INDEX
 from .strict_labels import StrictClassTable
@@ -55,12 +55,7 @@ class CamVidDataset(SegmentationDataset):
 
     def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None,
                  skip_corrupt: bool = False):
-        if split not in SPLITS:
-            raise ValueError(f"CamVid: unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-        root = Path(root).expanduser()
-        if not root.is_dir():
-            raise DatasetNotFoundError(f"CamVid root {root} does not exist or is not a folder.\n"
-                                       + expected_tree(root))
+        root = dataset_root("CamVid", root, split, SPLITS, expected_tree)
         parts = ("train", "val") if split == "trainval" else (split,)
         pairs = [p for part in parts for p in self._find_pairs(root, part)]
         super().__init__(pairs, CAMVID_CLASSES, transform=transform, skip_corrupt=skip_corrupt, root=root,
@@ -76,9 +71,4 @@ class CamVidDataset(SegmentationDataset):
         if not images:
             raise DatasetNotFoundError(f"CamVid: {image_dir} holds no .png images.\n" + expected_tree(root))
         pairs = [Pair(image=p, label=label_dir / p.name, name=p.stem) for p in images]
-        missing = [p.label for p in pairs if not p.label.is_file()]
-        if missing:
-            shown = "\n".join(f"  {p}" for p in missing[:5])
-            raise DatasetNotFoundError(f"CamVid: {len(missing)} of {len(pairs)} images of split {split!r} "
-                                       f"have no annotation:\n{shown}")
-        return pairs
+        return require_labels(pairs, f"CamVid: images of split {split!r} (annotations)")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Pair, SegmentationDataset
+from .base import Pair, SegmentationDataset, dataset_root, require_labels
 from .cv_splits import check_cv_split, cv_partition, subfolders
 from .errors import BadFileError, DatasetNotFoundError, SizeMismatchError
 from .io import _open
@@ -78,12 +78,8 @@ class GTAVDataset(SegmentationDataset):
 
     def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None,
                  skip_corrupt: bool = False, cv_split: int = 0):
-        if split not in SPLITS:
-            raise ValueError(f"GTAV: unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+        root = dataset_root("GTAV", root, split, SPLITS, expected_tree)
         cv_split = check_cv_split(cv_split, "GTAV")
-        root = Path(root).expanduser()
-        if not root.is_dir():
-            raise DatasetNotFoundError(f"GTAV root {root} does not exist or is not a folder.\n" + expected_tree(root))
         self.cv_split = cv_split
         if split == "test":
             groups = [("test", f) for f in subfolders(self._dir(root, "images", "test"))]
@@ -109,12 +105,7 @@ class GTAVDataset(SegmentationDataset):
         images = sorted((root / "images" / split / folder).glob("*.png"))
         label_dir = cls._dir(root, "labels", split) / folder
         pairs = [Pair(image=p, label=label_dir / p.name, name=p.stem) for p in images]
-        missing = [p.label for p in pairs if not p.label.is_file()]
-        if missing:
-            shown = "\n".join(f"  {p}" for p in missing[:5])
-            raise DatasetNotFoundError(f"GTAV: {len(missing)} of {len(pairs)} images in {split}/{folder} have no "
-                                       f"label:\n{shown}")
-        return pairs
+        return require_labels(pairs, f"GTAV: images in {split}/{folder}")
 
     def load_label(self, index: int, size: tuple[int, int] | None = None) -> np.ndarray:
         """(H, W) uint8 train ids of sample ``index``, decoded from the label's colours."""

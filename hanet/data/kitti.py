@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .base import Pair, SegmentationDataset
+from .base import Pair, SegmentationDataset, dataset_root, require_labels
 from .cv_splits import check_cv_split
 from .errors import DatasetNotFoundError
 from .labels import CLASS_NAMES, IGNORE_INDEX, LABEL_TO_TRAIN, PALETTE
@@ -71,13 +71,8 @@ class KITTIDataset(SegmentationDataset):
 
     def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None,
                  skip_corrupt: bool = False, cv_split: int = 0):
-        if split not in SPLITS:
-            raise ValueError(f"KITTI: unknown split {split!r}; choose one of {', '.join(SPLITS)} "
-                             "(the original has no test split)")
+        root = dataset_root("KITTI", root, split, SPLITS, expected_tree, " (the original has no test split)")
         cv_split = check_cv_split(cv_split, "KITTI")
-        root = Path(root).expanduser()
-        if not root.is_dir():
-            raise DatasetNotFoundError(f"KITTI root {root} does not exist or is not a folder.\n" + expected_tree(root))
         self.cv_split = cv_split
         everything = self._find_pairs(root)
         pairs = [everything[i] for i in split_indices(split, cv_split)]
@@ -97,11 +92,7 @@ class KITTIDataset(SegmentationDataset):
                                        f"lists index exactly the {NUM_IMAGES} of KITTI semantics.\n"
                                        + expected_tree(root))
         pairs = [Pair(image=p, label=label_dir / p.name, name=p.stem) for p in images]
-        missing = [p.label for p in pairs if not p.label.is_file()]
-        if missing:
-            shown = "\n".join(f"  {p}" for p in missing[:5])
-            raise DatasetNotFoundError(f"KITTI: {len(missing)} of {len(pairs)} images have no label:\n{shown}")
-        return pairs
+        return require_labels(pairs, "KITTI: images")
 
     def load(self, index: int) -> dict:
         sample = super().load(index)

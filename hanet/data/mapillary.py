@@ -23,7 +23,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from .base import Pair, SegmentationDataset
+from .base import Pair, SegmentationDataset, dataset_root
 from .errors import BadFileError, DatasetNotFoundError
 from .io import IMAGE_EXTENSIONS
 from .labels import IGNORE_INDEX
@@ -115,12 +115,7 @@ class MapillaryDataset(SegmentationDataset):
 
     def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None,
                  skip_corrupt: bool = False):
-        if split not in SPLITS:
-            raise ValueError(f"Mapillary: unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-        root = Path(root).expanduser()
-        if not root.is_dir():
-            raise DatasetNotFoundError(f"Mapillary root {root} does not exist or is not a folder.\n"
-                                       + expected_tree(root))
+        root = dataset_root("Mapillary", root, split, SPLITS, expected_tree)
         check_config(root)
         pairs = self._find_pairs(root, split)
         super().__init__(pairs, MAPILLARY_CLASSES, transform=transform, skip_corrupt=skip_corrupt, root=root,
