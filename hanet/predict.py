@@ -5,6 +5,7 @@ model runs through :class:`hanet.Segmenter`, once per image (attention included)
 from __future__ import annotations
 
 import html
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -48,16 +49,31 @@ def draw_summary(summary: list, palette_of: dict, title: str) -> Image.Image:
     return img
 
 
-def _page(entries: list[dict], title: str) -> str:
+def _page(entries: list[dict], title: str, overview: list | None = None, note: str = "") -> str:
+    """index.html: the whole-set pictures (``overview``), then one <section> per image
+    with its figures and links to its plain files (``e["files"]``)."""
+    def figure(cap, src):
+        return (f'<figure><a href="{html.escape(src)}"><img src="{html.escape(src)}" alt="{html.escape(cap)}"></a>'
+                f"<figcaption>{html.escape(cap)}</figcaption></figure>")
+
     rows = []
     for e in entries:
-        cells = "".join(f'<figure><img src="{html.escape(src)}" alt="{html.escape(cap)}"><figcaption>{html.escape(cap)}'
-                        f"</figcaption></figure>" for cap, src in e["pictures"])
-        rows.append(f'<section><h2>{html.escape(e["name"])}</h2><div class="row">{cells}</div></section>')
+        cells = "".join(figure(cap, src) for cap, src in e["pictures"])
+        files = " &middot; ".join(f'<a href="{html.escape(src)}">{html.escape(cap)}</a>' for cap, src in e.get("files", ()))
+        rows.append(f'<section><h2>{html.escape(e["name"])}</h2><div class="row">{cells}</div>'
+                    + (f'<p class="files">files: {files}</p>' if files else "") + "</section>")
+    top = ""
+    if overview:
+        top = '<div class="overview"><div class="row">' + "".join(figure(c, s) for c, s in overview) + "</div></div>"
+    if note:
+        top += f'<p class="note">{html.escape(note)}</p>'
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + html.escape(title) +
-            "</title><style>body{font-family:sans-serif;margin:1em}.row{display:flex;flex-wrap:wrap;gap:8px}"
-            "figure{margin:0}img{max-height:260px;border:1px solid #ccc}figcaption{font-size:12px}</style></head>"
-            "<body><h1>" + html.escape(title) + "</h1>\n" + "\n".join(rows) + "\n</body></html>\n")
+            "</title><style>body{font-family:sans-serif;margin:1em;background:#fafafa}"
+            ".row{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start}figure{margin:0;background:#fff}"
+            "img{max-width:100%;max-height:430px;height:auto;border:1px solid #ccc}"
+            "figcaption{font-size:12px;color:#444}.files{font-size:12px}.note{color:#a33}"
+            "section{border-top:1px solid #ddd;padding-top:4px}</style></head>"
+            "<body><h1>" + html.escape(title) + "</h1>\n" + top + "\n" + "\n".join(rows) + "\n</body></html>\n")
 
 
 def predict_folder(model, sources: list[str], out: str, classes, infer: InferenceConfig | None = None,
@@ -79,6 +95,13 @@ def predict_folder(model, sources: list[str], out: str, classes, infer: Inferenc
     sites = segmenter.sites
     last_is_class_site = bool(sites) and sites[-1] == 4
     entries = []
+    try:  # the figures (matplotlib, the vis extra); without it the plain pictures only
+        from hanet.vis_attention import PagePictures
+
+        figures, note = PagePictures(out_dir, classes), ""
+    except ImportError as exc:
+        figures, note = None, f"figures left out: {exc}"
+        warnings.warn(f"hanet predict: {note}", stacklevel=2)
     items = range(len(dataset))
     if progress:
         from tqdm import tqdm
@@ -114,7 +137,12 @@ def predict_folder(model, sources: list[str], out: str, classes, infer: Inferenc
         src = out_dir / f"{stem}_input.png"
         Image.fromarray(rgb).save(src)
         pictures[0] = ("input", src.name)
-        entries.append({"name": stem, "pictures": pictures})
+        if figures is None:
+            entries.append({"name": stem, "pictures": pictures})
+        else:
+            shown = figures.add(stem, sample["path"], rgb, pred, result.attention)
+            entries.append({"name": stem, "pictures": shown, "files": pictures})
+    overview = figures.finish() if figures is not None else []
     index = out_dir / "index.html"
-    index.write_text(_page(entries, f"hanet predictions ({len(entries)} images)"))
+    index.write_text(_page(entries, f"hanet predictions ({len(entries)} images)", overview, note))
     return index

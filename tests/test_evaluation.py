@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,28 +195,92 @@ def _chromium():
     return None
 
 
+_PAGE_CHECK = """<script>
+window.__errors = [];
+window.addEventListener("error", e => window.__errors.push(String(e.message || (e.target && e.target.src))), true);
+window.addEventListener("load", () => {
+  const imgs = [...document.images];
+  const broken = imgs.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.getAttribute("src"));
+  const report = {images: imgs.length, broken: broken, errors: window.__errors,
+                  sizes: imgs.map(i => [i.getAttribute("src"), i.naturalWidth, i.naturalHeight])};
+  const out = document.createElement("pre");
+  out.id = "page-check";
+  out.textContent = "PAGECHECK" + JSON.stringify(report) + "ENDCHECK";
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def _browser(browser, tmp_path, *args):
+    return subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0", *args],
+                          capture_output=True, text=True, timeout=180)
+
+
 def test_index_page_renders_in_headless_chromium(tiny_cityscapes, small_model, tmp_path):
+    """The predict page in a real browser: every picture it names loads (the figures of
+    hanet.vis_attention: segmentation with ground truth and errors, height attention per
+    site, attention by class), no script error, and the screenshot is not blank.  The
+    screenshot stays next to the page (its path is printed; also copied to
+    $HANET_ARTIFACTS when set)."""
     browser = _chromium()
     if browser is None:
         if os_env_requires_browser():
             pytest.fail("Chromium is required here (HANET_REQUIRE_BROWSER=1) but not installed")
         pytest.skip("Chromium not installed (apt-get install chromium); CI installs it and requires this test")
+    pytest.importorskip("matplotlib")
+    import os
+    import re
+
     from hanet.predict import predict_folder
 
-    index = predict_folder(small_model, [str(tiny_cityscapes / "leftImg8bit/val")], str(tmp_path / "pics"),
-                           CITYSCAPES, progress=False)
-    shot = tmp_path / "page.png"
-    proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                           f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-                           f"--screenshot={shot}", "--window-size=1200,900", index.as_uri()],
-                          capture_output=True, text=True, timeout=120)
+    pics = tmp_path / "pics"
+    index = predict_folder(small_model, [str(tiny_cityscapes / "leftImg8bit/val")], str(pics), CITYSCAPES,
+                           progress=False)
+    page = index.read_text()
+    names = sorted(p.name.replace("_leftImg8bit.png", "") for p in (tiny_cityscapes / "leftImg8bit/val").rglob("*.png"))
+    # the figures the page must show: per image (labels exist here) and over the whole set
+    wanted = ["attention_by_class.png"] + [f"{n}_leftImg8bit_{k}.png" for n in names
+                                           for k in ("segmentation", "height_attention")]
+    srcs = re.findall(r'<img src="([^"]+)"', page)
+    assert sorted(srcs) == sorted(wanted), srcs
+    summary = json.loads((pics / "attention_by_class.json").read_text())
+    assert summary["images"] == len(names) and summary["class_source"] == "ground truth"
+    assert set(summary["sites"]) == {"0", "1", "2", "3", "4"}
+    assert len(summary["per_image"]) == len(names)
+
+    # a copy of the page with a checker that runs first: broken images and script errors
+    check = pics / "check.html"
+    check.write_text(page.replace("<head>", "<head>" + _PAGE_CHECK, 1))
+    proc = _browser(browser, tmp_path, "--virtual-time-budget=10000", "--dump-dom", check.as_uri())
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert shot.exists() and shot.stat().st_size > 10_000
-    # every picture the page names loads (no broken image requests)
+    found = re.search(r'<pre id="page-check">PAGECHECK(.*?)ENDCHECK</pre>', proc.stdout, re.S)
+    assert found, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert report["images"] == len(wanted)
+    assert report["broken"] == [] and report["errors"] == [], report
+    assert all(w > 300 and h > 200 for _, w, h in report["sizes"]), report["sizes"]
     assert "ERR_FILE_NOT_FOUND" not in proc.stderr
+    assert "Uncaught" not in proc.stderr, proc.stderr[-2000:]
+
+    shot = pics / "screenshot.png"
+    proc = _browser(browser, tmp_path, f"--screenshot={shot}", "--window-size=1400,1800", "--hide-scrollbars",
+                    index.as_uri())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ERR_FILE_NOT_FOUND" not in proc.stderr
+    assert shot.exists() and shot.stat().st_size > 10_000
     img = np.asarray(Image.open(shot).convert("RGB"))
     assert img.std() > 10  # not a blank page
+    # the figures are drawn, not empty: the summary figure holds coloured lines
+    fig = np.asarray(Image.open(pics / "attention_by_class.png").convert("RGB")).astype(int)
+    assert (np.ptp(fig, axis=-1) > 60).mean() > 0.002
+    print(f"\npredict page screenshot: {shot}")
+    if os.environ.get("HANET_ARTIFACTS"):
+        dest = Path(os.environ["HANET_ARTIFACTS"])
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, dest / "predict_page.png")
+        print(f"copied to {dest / 'predict_page.png'}")
 
 
 def os_env_requires_browser() -> bool:
