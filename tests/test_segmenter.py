@@ -147,6 +147,15 @@ def test_original_protocol_on_the_image_as_read(model):
     np.testing.assert_allclose(r.attention[4], attention[4].numpy(), atol=1e-6)
 
 
+def test_bf16_autocast_mostly_agrees_with_float32(model):
+    rgb = _image(seed=11)
+    probs, _ = _by_hand(model, rgb)
+    r = hanet.Segmenter(model, amp="bf16")(rgb, return_probs=True)
+    assert r.probs.dtype == np.float32 and np.isfinite(r.probs).all()
+    assert (r.labels == probs.argmax(0).numpy()).mean() > 0.9
+    assert np.abs(r.probs - probs.numpy()).max() < 0.1
+
+
 def test_overlay_blends_the_palette_colours(model):
     rgb = _image(seed=7)
     r = hanet.Segmenter(model)(rgb)
@@ -213,6 +222,14 @@ def test_predict_runs_the_model_once_per_image(model, tmp_path):
     mask = np.asarray(Image.open(tmp_path / "pics/img0_mask.png"))
     assert np.array_equal(mask, np.asarray(CITYSCAPES.palette, np.uint8)[probs.argmax(0).numpy()])
     assert index.read_text().count("<section>") == 3
+    # the original eval.py protocol (which predict_probs refuses) goes through the same path, once per image
+    from hanet.inference import InferenceConfig
+
+    with Forwards(model) as fw:
+        predict_folder(model, [str(folder / "img0.png")], str(tmp_path / "orig"), CITYSCAPES,
+                       InferenceConfig(protocol="original"), progress=False)
+    assert fw.shapes == [(1, 3, 64, 128)]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "orig/img0_mask.png")), mask)
 
 
 def _readme_example() -> str:
