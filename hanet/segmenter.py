@@ -14,7 +14,7 @@ of the 1024-row frame).  Tensors hold un-normalised RGB: uint8 0..255 or float i
 ``protocol="standard"`` runs :func:`hanet.inference.predict_probs` (whole image,
 sliding window, scales, flip as set); ``protocol="original"`` runs the original
 ``eval.py`` (:func:`hanet.inference_original.predict_original`) on the PIL image, one
-image at a time.  ``.attention`` comes from the forward pass that saw the whole image
+image at a time (a float tensor reaches it rounded to 8-bit RGB, as a file would).  ``.attention`` comes from the forward pass that saw the whole image
 at scale 1.0 unmirrored; where the settings make no such pass (sliding windows
 smaller than the image, no scale 1.0) it is None.
 """
