@@ -15,7 +15,7 @@ Splits: ``train``, ``val``, ``test``, ``trainval`` (train + val, the original's
 ``--city_mode trainval``) and, for coarse labels, ``train_extra``.  ``cv_split``
 1 or 2 (the original's ``--cv``) moves whole cities between train and val as the
 original does (see :mod:`hanet.data.cv_splits`); 0 is the official split.  LabelIds are
-mapped to the 19 train ids with cityscapesscripts' table.  The official test labels
+mapped to the 19 train ids with the Cityscapes label table.  The official test labels
 are dummies: test images load with whatever label file exists, and with every pixel
 ignored when there is none.
 """

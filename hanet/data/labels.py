@@ -1,7 +1,7 @@
 """Class tables: names, colours and id maps of the segmentation classes.
 
-The Cityscapes tables are derived from ``cityscapesscripts``' own label list (the
-reference the benchmark server uses), never retyped here:
+The Cityscapes tables are derived from the dataset's label list
+(:mod:`hanet.data.cityscapes_labels`, checked against ``cityscapesscripts`` by the tests):
 
 * ``LABEL_TO_TRAIN``: uint8[256], labelId -> trainId, 255 for ignored ids and for
   values the table does not know;
@@ -19,20 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-try:
-    from cityscapesscripts.helpers.labels import labels as _CS_LABELS
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "hanet.data needs the Cityscapes label table from 'cityscapesscripts' "
-        "(pip install cityscapesscripts, or pip install 'hanet[train]')"
-    ) from exc
+from .cityscapes_labels import LABELS as _CS_LABELS
 
 IGNORE_INDEX = 255
 NUM_CLASSES = 19
 
 
 def _cityscapes_tables():
-    """Build the four Cityscapes tables from cityscapesscripts' label list."""
+    """Build the four Cityscapes tables from the label list."""
     label_to_train = np.full(256, IGNORE_INDEX, dtype=np.uint8)
     train_to_label = np.zeros(256, dtype=np.uint8)
     names: dict[int, str] = {}
@@ -47,7 +41,7 @@ def _cityscapes_tables():
             colours[lab.trainId] = tuple(int(c) for c in lab.color)
             train_to_label[lab.trainId] = lab.id
     if sorted(names) != list(range(NUM_CLASSES)):
-        raise RuntimeError(f"cityscapesscripts' label table has train ids {sorted(names)}, expected 0..18")
+        raise RuntimeError(f"the Cityscapes label table has train ids {sorted(names)}, expected 0..18")
     label_to_train.setflags(write=False)
     train_to_label.setflags(write=False)
     return (label_to_train, train_to_label, tuple(names[i] for i in range(NUM_CLASSES)),

@@ -11,9 +11,9 @@ a camera colour cast / contrast / gamma, sensor noise and sometimes blur.
 from __future__ import annotations
 
 import numpy as np
-from cityscapesscripts.helpers.labels import name2label
 from PIL import Image, ImageDraw, ImageFilter
 
+from .cityscapes_labels import NAME_TO_LABEL as name2label
 from .synthetic_shapes import SceneObject, look
 
 
