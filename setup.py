@@ -2,7 +2,8 @@
 
 The C++ CPU kernels are always built.  The CUDA kernels are built when torch has
 CUDA and nvcc is found; HANET_CUDA=1 forces them (and fails without nvcc),
-HANET_CUDA=0 leaves them out.  TORCH_CUDA_ARCH_LIST defaults to "8.0;9.0".
+HANET_CUDA=0 leaves them out.  TORCH_CUDA_ARCH_LIST defaults to "8.0;9.0;10.0+PTX"
+(cubins for A100, H100 and B200, and compute_100 PTX that newer GPUs JIT-compile).
 HANET_CPU_VEC=avx2|none picks the CPU vector width (default: avx2 when this
 machine has AVX2+FMA+F16C, since the extension is built where it runs).
 """
@@ -15,6 +16,8 @@ import platform
 from setuptools import find_packages, setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+# sm_80, sm_90, sm_100 cubins + compute_100 PTX (tests/test_cuda_build.py checks them).
+DEFAULT_ARCHS = "8.0;9.0;10.0+PTX"
 
 
 def _cpu_has(*flags: str) -> bool:
@@ -56,19 +59,33 @@ def _want_cuda() -> bool:
     return found if forced in (None, "") else forced == "1"
 
 
+def _archs_tag(arch_list: str) -> str:
+    """"8.0;9.0;10.0+PTX" -> "80_90_100ptx": the targets, as an identifier-safe macro
+    value that hanet._C exposes as cuda_archs (read by hanet/ops/_extension.py)."""
+    tags = []
+    for entry in arch_list.replace(" ", ";").split(";"):
+        if entry:
+            cc = entry.split("+")[0].replace(".", "")
+            tags.append(cc + ("ptx" if entry.endswith("+PTX") else ""))
+    return "_".join(tags)
+
+
 def _extensions():
     from torch.utils.cpp_extension import CppExtension, CUDAExtension, include_paths
 
-    sources = ["csrc/hanet_ops.cpp", "csrc/checks.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    # csrc/README.md: one registration point, the C++ contract, shared code, one file per op.
+    sources = ["csrc/registration.cpp"] + sorted(
+        glob.glob("csrc/common/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
     cxx = ["-O3", "-std=c++20", "-Wall", "-Wextra", "-DHANET_PYTHON_MODULE"] + _cpu_vec_flags()
     include = [os.path.join(ROOT, "csrc")]
     # torch's headers as system headers: -Wall -Wextra then report our sources only.
     cxx += [f"-isystem{d}" for d in include_paths()]
     if _want_cuda():
-        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCHS)
+        cxx = cxx + [f"-DHANET_CUDA_ARCHS={_archs_tag(os.environ['TORCH_CUDA_ARCH_LIST'])}"]
         nvcc = ["-O3", "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo",
                 "-Xcompiler=-Wall", "-DHANET_PYTHON_MODULE"]
-        return [CUDAExtension("hanet._C", sources + ["csrc/hanet_kernels.cu"],
+        return [CUDAExtension("hanet._C", sources + sorted(glob.glob("csrc/cuda/*.cu")),
                               include_dirs=include,
                               extra_compile_args={"cxx": cxx + ["-DHANET_WITH_CUDA"], "nvcc": nvcc})]
     return [CppExtension("hanet._C", sources, include_dirs=include, extra_compile_args={"cxx": cxx})]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The checks that need a GPU, in one run: build the extension for the local card,
-# run tests/test_gpu.py (CUDA and compiled Triton kernels vs the reference), then the
+# run tests/test_gpu.py (CUDA and compiled Triton kernels vs the reference), the build
+# checks and the index-bounds tests past 2^31 on the GPU (pytest-xdist: requirements.txt), then the
 # op and model benchmarks.  Every step runs even if an earlier one failed; logs and
 # JSON land in $OUT (default: out/gpu).  Uses the python3 on PATH as it is (a machine
 # with torch, triton and pytest installed; no network needed).
@@ -40,7 +41,7 @@ for s in $STEPS; do
     step tests
     TRITON_INTERPRET=0 HANET_REQUIRE_GPU=1 timeout "${TEST_TIMEOUT:-240}" $PY -m pytest -q -p no:cacheprovider \
       --rootdir=. -c pyproject.toml -n "${TEST_WORKERS:-8}" --tb=line -rf --durations=5 \
-      tests/test_gpu.py tests/test_cuda_build.py >"$OUT/tests.log" 2>&1 || status=1
+      tests/test_gpu.py tests/test_cuda_build.py tests/test_index_bounds.py >"$OUT/tests.log" 2>&1 || status=1
     grep -E "^(FAILED|ERROR)|passed|failed|error" "$OUT/tests.log" | tail -30
     ;;
   ops)

@@ -10,7 +10,7 @@ PYTHON=${PYTHON:-python3}
 if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
   export CUDA_HOME=/usr/local/cuda  # the nvcc on PATH may be a wrapper; torch guesses wrong
 fi
-export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-"8.0;9.0"}
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-"8.0;9.0;10.0+PTX"}
 export MAX_JOBS=${MAX_JOBS:-2}
 
 if [ ! -x .venv/bin/python ]; then

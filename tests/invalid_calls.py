@@ -53,6 +53,7 @@ class Call:
     fn: Callable[[], object]
     needles: tuple  # the message must contain one of these (case-insensitive)
     zero_stride: bool = False
+    backend: str = ""  # the backend whose code the call reaches
 
 
 @dataclass
@@ -114,8 +115,9 @@ class Generator:
         return self.tensor(self.dims(n), dtype)
 
     def empty_like_shape(self, shape, dtype="float32"):
+        # a zero non-batch dimension (an empty batch, B = 0, is valid as in F.*)
         shape = list(shape)
-        shape[self.rng.randrange(len(shape))] = 0
+        shape[self.rng.randrange(1, len(shape)) if len(shape) > 1 else 0] = 0
         return self.tensor(shape, dtype)
 
     def other_shape(self, shape):
@@ -172,7 +174,11 @@ class Generator:
         category = self.rng.choice(target.categories)
         fn, needles, detail = getattr(self, f"_{target.op}")(target, category)
         label = f"#{index} {target.name} {category}: {detail}"
-        return Call(label, category, fn, tuple(needles), self.zero_stride)
+        if target.kind == "raw":
+            backend = "cpu" if target.ns == "hanet" else "triton"
+        else:  # the public op on CPU tensors: the default backend is the C++ one
+            backend = target.ns or ("cpu" if "cpu" in self.backends else "reference")
+        return Call(label, category, fn, tuple(needles), self.zero_stride, backend)
 
     def _dtype(self):
         return self.rng.choice(FLOATS)
@@ -501,7 +507,7 @@ def run(calls: int, seed: int, progress_path: str | None) -> dict:
 
     backends = hops.available_backends("cpu")
     gen = Generator(seed, backends)
-    by_type, by_category, failures = Counter(), Counter(), []
+    by_type, by_category, reached, failures = Counter(), Counter(), Counter(), []
     zero_stride = 0
     progress = open(progress_path, "w", buffering=1) if progress_path else None
     t0 = time.perf_counter()
@@ -512,6 +518,7 @@ def run(calls: int, seed: int, progress_path: str | None) -> dict:
         exc_type, problem = judge(call)
         by_type[exc_type] += 1
         by_category[call.category] += 1
+        reached[call.backend] += 1
         zero_stride += call.zero_stride
         if problem is not None:
             failures.append({"call": call.label, "problem": problem})
@@ -521,6 +528,9 @@ def run(calls: int, seed: int, progress_path: str | None) -> dict:
         "seed": seed,
         "calls": calls,
         "backends": backends,
+        # the backend whose code each call reached (raw hanet ops: the C++ "cpu" kernels)
+        "backends_reached": dict(sorted(reached.items())),
+        "hanet": os.path.dirname(os.path.realpath(hops.__file__)),
         "raised": calls - by_type.get("none", 0),
         "exceptions_by_type": dict(sorted(by_type.items())),
         "calls_by_category": dict(sorted(by_category.items())),

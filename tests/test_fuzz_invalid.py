@@ -53,7 +53,12 @@ def test_invalid_calls_raise_named_errors_without_crash_or_hang(tmp_path):
         "--summary", str(summary_path), "--progress", str(progress_path),
     ]
     env = dict(os.environ, TRITON_INTERPRET="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), str(HERE), env.get("PYTHONPATH")]))
+    # The child imports the hanet this process imported (the installed package, with its
+    # built extension), never a source tree without it.
+    import hanet
+
+    package_root = str(Path(hanet.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([package_root, str(HERE)])
     start = time.perf_counter()
     hang, proc = False, None
     try:
@@ -88,3 +93,6 @@ def test_invalid_calls_raise_named_errors_without_crash_or_hang(tmp_path):
         f"  {f['call']}\n    -> {f['problem']}" for f in failures[:25]
     )
     assert report["raised"] == CALLS
+    print(f"backends reached: {report['backends_reached']} (hanet from {report['hanet']})")
+    assert report["hanet"] == str(Path(hops.__file__).resolve().parent), report["hanet"]
+    assert report["backends_reached"].get("cpu", 0) > 0, report["backends_reached"]

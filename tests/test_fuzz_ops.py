@@ -237,12 +237,14 @@ def assert_matches(ours, eager, truth, dtype, what, alternatives=(), terms=1):
     assert err <= bound, f"{what}: error {err} > {bound} (scale {scale}, {dtype} eager error {eager_err})"
 
 
-def _check(fn_ours, fn_ref, inputs, g_out, dtype, what, fn_variants=None):
+def _check(fn_ours, fn_ref, inputs, g_out, dtype, what, fn_variants=None, fn_truth=None):
     """fn_variants(rounding): a float64 version of the op with the taps of that rounding
-    (see ROUNDINGS); their inf/NaN placements are accepted too."""
+    (see ROUNDINGS); their inf/NaN placements are accepted too.  fn_truth: the float64
+    truth when fn_ours is the reference itself (an independent computation, so that the
+    reference is never compared with itself); else fn_ref in float64."""
     ours, ours_g = _run(fn_ours, inputs, g_out)
     eager, eager_g = _run(fn_ref, inputs, g_out)
-    truth, truth_g = _run(fn_ref, inputs, g_out, torch.float64)
+    truth, truth_g = _run(fn_truth or fn_ref, inputs, g_out, torch.float64)
     variants = []
     if fn_variants is not None:
         for rounding in ROUNDINGS:
@@ -354,6 +356,44 @@ def _rescale_variants(dtype):
         return fn
 
     return make
+
+
+# ---------------------------------------------------------------------------
+# Independent float64 truths for the reference backend
+# ---------------------------------------------------------------------------
+
+
+def _loop_width_pool(rows: int, mode: str):
+    """Adaptive pooling to (rows, 1) written bin by bin from the index rule
+    [floor(i*H/rows), ceil((i+1)*H/rows)), not through F.adaptive_*: mean of the bin, or
+    the element at PyTorch's arg-max (the last NaN, else the first maximum), picked with
+    gather so that its gradient goes to that element only."""
+
+    def fn(x):
+        H = x.shape[2]
+        outs = []
+        for i in range(rows):
+            band = x[:, :, (i * H) // rows:-(-(i + 1) * H // rows), :].flatten(2)
+            if mode == "mean":
+                outs.append(band.mean(-1))
+                continue
+            pos = torch.arange(band.shape[-1])
+            nan = band.isnan()
+            last_nan = torch.where(nan, pos, -1).amax(-1)
+            first_max = torch.where(nan, -math.inf, band).argmax(-1)  # first occurrence
+            idx = torch.where(last_nan >= 0, last_nan, first_max)
+            outs.append(band.gather(-1, idx.unsqueeze(-1)).squeeze(-1))
+        return torch.stack(outs, -1)
+
+    return fn
+
+
+def _taps64(size: int):
+    return lambda a: _tap_interp(a, size, torch.float64, ROUNDINGS[0])
+
+
+def _rescale64(feat, logits):
+    return feat * _taps64(feat.shape[2])(torch.sigmoid(logits)).unsqueeze(-1)
 
 
 def _meta_like(t: torch.Tensor) -> torch.Tensor:
@@ -470,11 +510,14 @@ def check_width_pool(backend, c):
         lambda t: hops.width_pool(t, rows, mode, backend=backend),
         lambda t: reference.width_pool(t, rows, mode),
         [x], g, dtype, what,
+        fn_truth=_loop_width_pool(rows, mode) if backend == "reference" else None,
     )
     xv = x.view(x.base)
     if mode == "max":
         # Exact: the same maxima (NaN where PyTorch has NaN) and the same arg-max.
         ref_out, ref_idx = reference.width_pool_with_indices(xv, rows)
+        if backend == "reference":  # the reference against the bin-by-bin maxima
+            ref_out = _loop_width_pool(rows, "max")(xv)
         torch.testing.assert_close(ours, ref_out, rtol=0, atol=0, equal_nan=True, msg=lambda m: f"{what}: {m}")
         if backend != "reference":
             out, idx = _kernels(backend).width_pool(xv, rows, "max")
@@ -503,6 +546,7 @@ def check_height_interp(backend, c):
         lambda t: reference.height_interp(t, size),
         [a], g, dtype, what,
         _interp_variants(dtype, size) if backend != "reference" else None,
+        fn_truth=_taps64(size) if backend == "reference" else None,
     )
     if backend == "cpu":
         ns = torch.ops.hanet
@@ -527,6 +571,7 @@ def check_attention_rescale(backend, c):
         reference.attention_rescale,
         [feat, logits], g, dtype, what,
         _rescale_variants(dtype) if backend != "reference" else None,
+        fn_truth=_rescale64 if backend == "reference" else None,
     )
     fv = feat.view(feat.base)
     if hops._library.is_channels_last(fv):
@@ -551,6 +596,11 @@ def check_attention_rescale(backend, c):
 
 
 def test_kernel_backends_are_fuzzed_here():
+    """The fuzz reaches the built C++ kernels of the installed package (not a source tree
+    without the extension) and the Triton kernels."""
+    import hanet
+
+    print(f"fuzzed backends: {BACKENDS}; hanet from {os.path.dirname(hanet.__file__)}")
     assert "cpu" in BACKENDS, f"C++ extension not loaded: {hops._extension.load_error()}"
     assert "triton" in BACKENDS, "triton backend unavailable under TRITON_INTERPRET=1"
 

@@ -1,10 +1,11 @@
 """Ahead-of-time GPU compilation of every Triton kernel of hanet (no GPU needed).
 
 Each launch that the ``hanet_triton`` launchers make at representative HANet shapes
-(``hanet.ops.triton_kernels.launch_configs``: pool inputs (2, 1024, 96, 96) and
+(``hanet.ops.triton.aot.launch_configs``: pool inputs (2, 1024, 96, 96) and
 (2, 304, 192, 192) with rows=16, rescale (2, 2048, 96, 96) and (2, 256, 192, 192)
 with h=16, NCHW and channels_last, forward and backward) is compiled with
-``triton.compile(ASTSource(...), target=GPUTarget("cuda", cc, 32))`` for cc 80 and 90
+``triton.compile(ASTSource(...), target=GPUTarget("cuda", cc, 32))`` for cc 80, 90 and 100
+(A100, H100, B200)
 and fp32 / fp16 / bf16 tensors, with the launch's own signature, constexpr block sizes,
 Triton's runtime specialisation and num_warps; PTX and a cubin must come out.
 Nothing is run.
@@ -25,7 +26,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CCS = (80, 90)
+CCS = (80, 90, 100)
 DTYPES = ("float32", "float16", "bfloat16")
 
 if importlib.util.find_spec("triton") is None:  # pragma: no cover
@@ -40,7 +41,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from hanet.ops import triton_kernels as K
+from hanet.ops.triton import aot as K
 
 CCS = json.loads(sys.argv[1])
 DTYPES = json.loads(sys.argv[2])
@@ -143,5 +144,5 @@ def test_aot_compile(aot_results, cc, dtype):
             failures.append(f"{what}: PTX target {r['ptx_target']}, expected sm_{cc}")
     assert not failures, "\n".join(failures)
     kernels = {r["kernel"] for r in results}
-    assert {"_rescale_nchw_kernel", "_rescale_nhwc_kernel", "_rescale_bwd_nchw_kernel",
-            "_rescale_bwd_nhwc_kernel", "_pool_nchw_kernel", "_pool_nhwc_kernel"} <= kernels
+    assert {"_rescale_nchw_kernel", "_rescale_nhwc_kernel", "_pool_nchw_kernel",
+            "_pool_nhwc_kernel", "_pool_bwd_nchw_kernel", "_pool_bwd_nhwc_kernel"} <= kernels

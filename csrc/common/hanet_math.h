@@ -1,4 +1,5 @@
-// Per-element math shared by the CPU and CUDA kernels (host-and-device functions).
+// Per-element math shared by the CPU and CUDA kernels (HANET_HD: host-and-device
+// inline functions, detectron2's HOST_DEVICE_INLINE).
 //
 // Every index rule here is PyTorch's own, so that the fused kernels agree with
 // adaptive pooling and F.interpolate(mode="linear", align_corners=False).  The CPU
@@ -24,18 +25,38 @@ namespace math {
 HANET_HD bool fits_31_bits(int64_t a, int64_t b) {
   return ((a | b) >> 31) == 0;
 }
+// p / c by shift-and-subtract.  A plain 128-bit `/` is a library call in device code,
+// and a call gives every kernel that can reach it a stack frame and register spills
+// (tests/test_cuda_build.py checks the cubins for none); this loop stays inline.  Only
+// products of 2^62 and more take it.
+HANET_HD unsigned __int128 udiv128(unsigned __int128 p, unsigned __int128 c) {
+  unsigned __int128 q = 0, r = 0;
+#if defined(__CUDACC__)
+#pragma unroll 1
+#endif
+  for (int i = 127; i >= 0; --i) {
+    r = (r << 1) | ((p >> i) & 1);
+    if (r >= c) {
+      r -= c;
+      q |= static_cast<unsigned __int128>(1) << i;
+    }
+  }
+  return q;
+}
+HANET_HD unsigned __int128 mul128(int64_t a, int64_t b) {
+  return static_cast<unsigned __int128>(a) * static_cast<unsigned __int128>(b);
+}
 HANET_HD int64_t mul_div_floor(int64_t a, int64_t b, int64_t c) {
   if (fits_31_bits(a, b)) return (a * b) / c;
-  const unsigned __int128 p = static_cast<unsigned __int128>(a) * static_cast<unsigned __int128>(b);
-  return static_cast<int64_t>(p / static_cast<unsigned __int128>(c));
+  return static_cast<int64_t>(udiv128(mul128(a, b), static_cast<unsigned __int128>(c)));
 }
 HANET_HD int64_t mul_div_ceil(int64_t a, int64_t b, int64_t c) {
   if (fits_31_bits(a, b)) {
     const int64_t p = a * b;
     return p / c + (p % c != 0);
   }
-  const unsigned __int128 p = static_cast<unsigned __int128>(a) * static_cast<unsigned __int128>(b);
-  const unsigned __int128 q = p / static_cast<unsigned __int128>(c);
+  const unsigned __int128 p = mul128(a, b);
+  const unsigned __int128 q = udiv128(p, static_cast<unsigned __int128>(c));
   return static_cast<int64_t>(q) + (q * static_cast<unsigned __int128>(c) != p);
 }
 
@@ -55,6 +76,19 @@ HANET_HD int64_t first_bin_of_row(int64_t h, int64_t out, int64_t in) {
 }
 HANET_HD int64_t last_bin_of_row(int64_t h, int64_t out, int64_t in) {
   return bin_end(h, in, out);  // exclusive
+}
+
+// Gradient of mean pooling at input row y: the bins holding y, each spread over its
+// (rows x W) area, added in bin order (CPU and CUDA give the same sum).
+template <typename acc_t, typename grad_t>
+HANET_HD acc_t mean_grad_at_row(const grad_t* g, int64_t y, int64_t rows, int64_t H, int64_t W) {
+  acc_t v = 0;
+  const int64_t i1 = last_bin_of_row(y, rows, H);
+  for (int64_t i = first_bin_of_row(y, rows, H); i < i1; ++i) {
+    const int64_t count = bin_end(i, rows, H) - bin_start(i, rows, H);
+    v += static_cast<acc_t>(g[i]) / static_cast<acc_t>(count * W);
+  }
+  return v;
 }
 
 // ---- linear interpolation, align_corners=False ----------------------------

@@ -5,13 +5,12 @@
 // once; the full-size tensors are then streamed exactly once per pass.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-#include <torch/library.h>
 
 #include <tuple>
 #include <vector>
 
-#include "../checks.h"
-#include "../hanet_math.h"
+#include "common/hanet_math.h"
+#include "contract.h"
 #include "alloc.h"
 #include "vec_io.h"
 
@@ -41,6 +40,20 @@ at::Tensor sigmoid_table(const at::Tensor& logits) {
   return sig;
 }
 
+// What both directions precompute: the sizes, the interpolation taps of every output
+// row and sigmoid(logits).
+template <typename T>
+struct Setup {
+  int64_t B, C, H, W, h;
+  std::vector<LinearTap<acc_t<T>>> taps;
+  at::Tensor sig;
+  const acc_t<T>* S;
+  Setup(const at::Tensor& feat, const at::Tensor& logits)
+      : B(feat.size(0)), C(feat.size(1)), H(feat.size(2)), W(feat.size(3)), h(logits.size(2)),
+        taps(make_taps<acc_t<T>>(h, H)), sig(sigmoid_table<T>(logits)),
+        S(sig.const_data_ptr<acc_t<T>>()) {}
+};
+
 template <typename acc>
 inline acc attention_at(const acc* sig_row, const LinearTap<acc>& t) {
   return t.w0 * sig_row[t.i0] + t.w1 * sig_row[t.i1];
@@ -50,21 +63,18 @@ template <typename T>
 void forward_kernel(const at::Tensor& feat, const at::Tensor& logits, at::Tensor& out,
                     Layout layout) {
   using acc = acc_t<T>;
-  const int64_t B = feat.size(0), C = feat.size(1), H = feat.size(2), W = feat.size(3);
-  const int64_t h = logits.size(2);
-  const auto taps = make_taps<acc>(h, H);
-  const at::Tensor sig = sigmoid_table<T>(logits);
-  const acc* S = sig.const_data_ptr<acc>();
+  const Setup<T> st(feat, logits);
+  const int64_t B = st.B, C = st.C, H = st.H, W = st.W, h = st.h;
   const T* F = feat.const_data_ptr<T>();
   T* O = out.mutable_data_ptr<T>();
 
   if (layout == Layout::NCHW) {
     at::parallel_for(0, B * C, grain_for(H * W), [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p) {
-        const acc* s = S + p * h;
+        const acc* s = st.S + p * h;
         for (int64_t y = 0; y < H; ++y) {
           const int64_t off = (p * H + y) * W;
-          scale_row<T>(F + off, attention_at(s, taps[y]), O + off, W);
+          scale_row<T>(F + off, attention_at(s, st.taps[y]), O + off, W);
         }
       }
     });
@@ -73,7 +83,7 @@ void forward_kernel(const at::Tensor& feat, const at::Tensor& logits, at::Tensor
       std::vector<acc> a(C);
       for (int64_t r = begin; r < end; ++r) {
         const int64_t b = r / H, y = r % H;
-        for (int64_t c = 0; c < C; ++c) a[c] = attention_at(S + (b * C + c) * h, taps[y]);
+        for (int64_t c = 0; c < C; ++c) a[c] = attention_at(st.S + (b * C + c) * h, st.taps[y]);
         for (int64_t x = 0; x < W; ++x) {
           const int64_t off = (r * W + x) * C;
           mul_rows<T>(F + off, a.data(), O + off, C);
@@ -97,11 +107,8 @@ template <typename T>
 void backward_kernel(const at::Tensor& grad, const at::Tensor& feat, const at::Tensor& logits,
                      at::Tensor& grad_feat, at::Tensor& grad_logits, Layout layout) {
   using acc = acc_t<T>;
-  const int64_t B = feat.size(0), C = feat.size(1), H = feat.size(2), W = feat.size(3);
-  const int64_t h = logits.size(2);
-  const auto taps = make_taps<acc>(h, H);
-  const at::Tensor sig = sigmoid_table<T>(logits);
-  const acc* S = sig.const_data_ptr<acc>();
+  const Setup<T> st(feat, logits);
+  const int64_t B = st.B, C = st.C, H = st.H, W = st.W, h = st.h;
   const T* G = grad.const_data_ptr<T>();
   const T* F = feat.const_data_ptr<T>();
   T* GF = grad_feat.mutable_data_ptr<T>();
@@ -112,24 +119,24 @@ void backward_kernel(const at::Tensor& grad, const at::Tensor& feat, const at::T
     at::parallel_for(0, B * C, grain_for(H * W), [&](int64_t begin, int64_t end) {
       std::vector<acc> gA(H), scratch(h);
       for (int64_t p = begin; p < end; ++p) {
-        const acc* s = S + p * h;
+        const acc* s = st.S + p * h;
         for (int64_t y = 0; y < H; ++y) {
           const int64_t off = (p * H + y) * W;
-          gA[y] = rescale_backward_row<T>(G + off, F + off, attention_at(s, taps[y]), GF + off, W);
+          gA[y] = rescale_backward_row<T>(G + off, F + off, attention_at(s, st.taps[y]), GF + off, W);
         }
         logits_grad_row<T>(gA.data(), H, s, h, scratch.data(), GL + p * h);
       }
     });
   } else {
     // Pass 1: one task per (b, y) image row, channel sums in a small (B, C, H) buffer.
-    auto gA_buf = at::empty({B, C, H}, sig.options());
+    at::Tensor gA_buf = at::empty({B, C, H}, st.sig.options());
     acc* GA = gA_buf.mutable_data_ptr<acc>();
     at::parallel_for(0, B * H, grain_for(W * C), [&](int64_t begin, int64_t end) {
       std::vector<acc> a(C), sums(C);
       for (int64_t r = begin; r < end; ++r) {
         const int64_t b = r / H, y = r % H;
         for (int64_t c = 0; c < C; ++c) {
-          a[c] = attention_at(S + (b * C + c) * h, taps[y]);
+          a[c] = attention_at(st.S + (b * C + c) * h, st.taps[y]);
           sums[c] = acc(0);
         }
         for (int64_t x = 0; x < W; ++x) {
@@ -143,12 +150,14 @@ void backward_kernel(const at::Tensor& grad, const at::Tensor& feat, const at::T
     at::parallel_for(0, B * C, grain_for(H + h, 4096), [&](int64_t begin, int64_t end) {
       std::vector<acc> scratch(h);
       for (int64_t p = begin; p < end; ++p)
-        logits_grad_row<T>(GA + p * H, H, S + p * h, h, scratch.data(), GL + p * h);
+        logits_grad_row<T>(GA + p * H, H, st.S + p * h, h, scratch.data(), GL + p * h);
     });
   }
 }
 
-at::Tensor attention_rescale_cpu(const at::Tensor& feat_in, const at::Tensor& logits_in) {
+}  // namespace
+
+at::Tensor attention_rescale(const at::Tensor& feat_in, const at::Tensor& logits_in) {
   check_attention_rescale(feat_in, logits_in);
   const at::Tensor feat = to_supported_layout(feat_in);
   const at::Tensor logits = logits_in.contiguous();
@@ -161,7 +170,7 @@ at::Tensor attention_rescale_cpu(const at::Tensor& feat_in, const at::Tensor& lo
   return out;
 }
 
-std::tuple<at::Tensor, at::Tensor> attention_rescale_backward_cpu(const at::Tensor& grad_in,
+std::tuple<at::Tensor, at::Tensor> attention_rescale_backward(const at::Tensor& grad_in,
                                                                   const at::Tensor& feat_in,
                                                                   const at::Tensor& logits_in) {
   check_attention_rescale_backward(grad_in, feat_in, logits_in);
@@ -178,13 +187,6 @@ std::tuple<at::Tensor, at::Tensor> attention_rescale_backward_cpu(const at::Tens
         backward_kernel<scalar_t>(grad, feat, logits, grad_feat, grad_logits, layout);
       });
   return {grad_feat, grad_logits};
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(hanet, CPU, m) {
-  m.impl("attention_rescale", &attention_rescale_cpu);
-  m.impl("attention_rescale_backward", &attention_rescale_backward_cpu);
 }
 
 }  // namespace cpu

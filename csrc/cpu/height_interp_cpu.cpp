@@ -2,58 +2,30 @@
 // These tensors are small ((B, C, h) attention rows): plain loops over rows.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-#include <torch/library.h>
 
-#include <vector>
+#include <algorithm>
+#include <type_traits>
 
-#include "../checks.h"
-#include "../hanet_math.h"
+#include "common/hanet_math.h"
+#include "contract.h"
 #include "vec_io.h"
 
 namespace hanet {
 namespace cpu {
 namespace {
 
-at::Tensor height_interp_cpu(const at::Tensor& a_in, int64_t size) {
-  check_height_interp(a_in, size);
-  const at::Tensor a = a_in.contiguous();
-  const int64_t rows = a.size(0) * a.size(1), h = a.size(2);
-  at::Tensor out = at::empty({a.size(0), a.size(1), size}, a.options());
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "hanet_height_interp_cpu", [&] {
-    using acc = acc_t<scalar_t>;
-    std::vector<math::LinearTap<acc>> taps(size);
-    for (int64_t i = 0; i < size; ++i) taps[i] = math::linear_tap<acc>(i, h, size);
-    const scalar_t* A = a.const_data_ptr<scalar_t>();
+// (B, C, src_len) -> (B, C, out_len), one parallel task per block of rows:
+// row(src_row, out_row) fills one output row.
+template <typename RowFn>
+at::Tensor per_row(const at::Tensor& src_in, int64_t out_len, RowFn&& row) {
+  const at::Tensor src = src_in.contiguous();
+  const int64_t rows = src.size(0) * src.size(1), src_len = src.size(2);
+  at::Tensor out = at::empty({src.size(0), src.size(1), out_len}, src.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, src.scalar_type(), "hanet_height_interp_cpu", [&] {
+    const scalar_t* S = src.const_data_ptr<scalar_t>();
     scalar_t* O = out.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, rows, grain_for(size, 4096), [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const scalar_t* src = A + r * h;
-        for (int64_t i = 0; i < size; ++i) {
-          const auto& t = taps[i];
-          O[r * size + i] = static_cast<scalar_t>(t.w0 * static_cast<acc>(src[t.i0]) +
-                                                  t.w1 * static_cast<acc>(src[t.i1]));
-        }
-      }
-    });
-  });
-  return out;
-}
-
-at::Tensor height_interp_backward_cpu(const at::Tensor& grad_in, int64_t in_size) {
-  check_height_interp_backward(grad_in, in_size);
-  const at::Tensor grad = grad_in.contiguous();
-  const int64_t rows = grad.size(0) * grad.size(1), size = grad.size(2);
-  at::Tensor out = at::empty({grad.size(0), grad.size(1), in_size}, grad.options());
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "hanet_height_interp_backward_cpu", [&] {
-    using acc = acc_t<scalar_t>;
-    const scalar_t* G = grad.const_data_ptr<scalar_t>();
-    scalar_t* O = out.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, rows, grain_for(size, 4096), [&](int64_t begin, int64_t end) {
-      std::vector<acc> scratch(in_size);
-      for (int64_t r = begin; r < end; ++r) {
-        math::linear_backward_row<acc>(G + r * size, size, scratch.data(), in_size);
-        store_row<scalar_t>(scratch.data(), O + r * in_size, in_size);
-      }
+    at::parallel_for(0, rows, grain_for(std::max(src_len, out_len), 4096), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) row(S + r * src_len, src_len, O + r * out_len, out_len);
     });
   });
   return out;
@@ -61,9 +33,25 @@ at::Tensor height_interp_backward_cpu(const at::Tensor& grad_in, int64_t in_size
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(hanet, CPU, m) {
-  m.impl("height_interp", &height_interp_cpu);
-  m.impl("height_interp_backward", &height_interp_backward_cpu);
+at::Tensor height_interp(const at::Tensor& a, int64_t size) {
+  check_height_interp(a, size);
+  return per_row(a, size, [](const auto* src, int64_t h, auto* dst, int64_t n) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(src)>>;
+    using acc = acc_t<T>;
+    for (int64_t i = 0; i < n; ++i) {
+      const auto t = math::linear_tap<acc>(i, h, n);
+      dst[i] = static_cast<T>(t.w0 * static_cast<acc>(src[t.i0]) + t.w1 * static_cast<acc>(src[t.i1]));
+    }
+  });
+}
+
+at::Tensor height_interp_backward(const at::Tensor& grad, int64_t in_size) {
+  check_height_interp_backward(grad, in_size);
+  return per_row(grad, in_size, [](const auto* src, int64_t size, auto* dst, int64_t n) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(src)>>;
+    // gather form of the adjoint (the terms the scatter adds, in the same order)
+    for (int64_t j = 0; j < n; ++j) dst[j] = static_cast<T>(math::linear_backward_at<acc_t<T>>(src, size, j, n));
+  });
 }
 
 }  // namespace cpu

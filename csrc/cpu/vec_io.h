@@ -9,7 +9,7 @@
 
 #include <limits>
 
-#include "../hanet_math.h"
+#include "common/hanet_math.h"
 
 namespace hanet {
 namespace cpu {
@@ -51,35 +51,64 @@ struct VecIO<c10::Half> : ReducedVecIO<c10::Half> {};
 template <>
 struct VecIO<c10::BFloat16> : ReducedVecIO<c10::BFloat16> {};
 
-// out[i] = in[i] * scale[i] for i < n (scale in acc_t); vector body, scalar tail.
+// The one loop of the streaming helpers below: vec(i, v) for each whole step of
+// in[0..n) (v: IO::kN acc_t vectors holding in[i..i + kStep)), then scalar(i) for
+// each element of the tail.
+template <typename T, typename StepF, typename ScalarF>
+inline void for_each_step(int64_t n, StepF&& step, ScalarF&& scalar) {
+  int64_t i = 0;
+  for (; i + VecIO<T>::kStep <= n; i += VecIO<T>::kStep) step(i);
+  for (; i < n; ++i) scalar(i);
+}
+
+template <typename T, typename VecF, typename ScalarF>
+inline void for_each_vec(const T* in, int64_t n, VecF&& vec, ScalarF&& scalar) {
+  for_each_step<T>(n, [&](int64_t i) {
+    typename VecIO<T>::Vec v[VecIO<T>::kN];
+    VecIO<T>::load(in + i, v);
+    vec(i, v);
+  }, scalar);
+}
+
+// for_each_vec over two inputs read in step: vec(i, va, vb).
+template <typename T, typename VecF, typename ScalarF>
+inline void for_each_vec2(const T* a, const T* b, int64_t n, VecF&& vec, ScalarF&& scalar) {
+  for_each_vec(a, n, [&](int64_t i, typename VecIO<T>::Vec* va) {
+    typename VecIO<T>::Vec vb[VecIO<T>::kN];
+    VecIO<T>::load(b + i, vb);
+    vec(i, va, vb);
+  }, scalar);
+}
+
+// out[i] = f(in[i]) in acc_t: fv(o, v) on the vector of elements [o, o + Vec::size()),
+// fs(i, x) on the tail.
+template <typename T, typename FV, typename FS>
+inline void map_row(const T* in, T* out, int64_t n, FV&& fv, FS&& fs) {
+  using IO = VecIO<T>;
+  for_each_vec(
+      in, n,
+      [&](int64_t i, typename IO::Vec* v) {
+        for (int k = 0; k < IO::kN; ++k) v[k] = fv(i + k * IO::Vec::size(), v[k]);
+        IO::store(out + i, v);
+      },
+      [&](int64_t i) { out[i] = static_cast<T>(fs(i, static_cast<acc_t<T>>(in[i]))); });
+}
+
+// out[i] = in[i] * scale[i] for i < n (scale in acc_t).
 template <typename T>
 inline void mul_rows(const T* in, const acc_t<T>* scale, T* out, int64_t n) {
-  using IO = VecIO<T>;
-  using Vec = typename IO::Vec;
-  int64_t i = 0;
-  for (; i + IO::kStep <= n; i += IO::kStep) {
-    Vec v[IO::kN];
-    IO::load(in + i, v);
-    for (int k = 0; k < IO::kN; ++k) v[k] = v[k] * Vec::loadu(scale + i + k * Vec::size());
-    IO::store(out + i, v);
-  }
-  for (; i < n; ++i) out[i] = static_cast<T>(static_cast<acc_t<T>>(in[i]) * scale[i]);
+  using Vec = typename VecIO<T>::Vec;
+  map_row(in, out, n, [&](int64_t o, const Vec& v) { return v * Vec::loadu(scale + o); },
+          [&](int64_t i, acc_t<T> x) { return x * scale[i]; });
 }
 
 // out[i] = in[i] * a for i < n.
 template <typename T>
 inline void scale_row(const T* in, acc_t<T> a, T* out, int64_t n) {
-  using IO = VecIO<T>;
-  using Vec = typename IO::Vec;
+  using Vec = typename VecIO<T>::Vec;
   const Vec va(a);
-  int64_t i = 0;
-  for (; i + IO::kStep <= n; i += IO::kStep) {
-    Vec v[IO::kN];
-    IO::load(in + i, v);
-    for (int k = 0; k < IO::kN; ++k) v[k] = v[k] * va;
-    IO::store(out + i, v);
-  }
-  for (; i < n; ++i) out[i] = static_cast<T>(static_cast<acc_t<T>>(in[i]) * a);
+  map_row(in, out, n, [&](int64_t, const Vec& v) { return v * va; },
+          [&](int64_t, acc_t<T> x) { return x * a; });
 }
 
 // Sum of in[0..n) in acc_t.
@@ -89,16 +118,17 @@ inline acc_t<T> sum_row(const T* in, int64_t n) {
   using Vec = typename IO::Vec;
   Vec acc[IO::kN];
   for (int k = 0; k < IO::kN; ++k) acc[k] = Vec(0);
-  int64_t i = 0;
-  for (; i + IO::kStep <= n; i += IO::kStep) {
-    Vec v[IO::kN];
-    IO::load(in + i, v);
-    for (int k = 0; k < IO::kN; ++k) acc[k] = acc[k] + v[k];
-  }
+  const int64_t body = n - n % IO::kStep;
+  for_each_vec(
+      in, body,
+      [&](int64_t, Vec* v) {
+        for (int k = 0; k < IO::kN; ++k) acc[k] = acc[k] + v[k];
+      },
+      [](int64_t) {});
   for (int k = 1; k < IO::kN; ++k) acc[0] = acc[0] + acc[k];
   acc_t<T> s = at::vec::vec_reduce_all<acc_t<T>>(
       [](const Vec& x, const Vec& y) { return x + y; }, acc[0]);
-  for (; i < n; ++i) s += static_cast<acc_t<T>>(in[i]);
+  for (int64_t i = body; i < n; ++i) s += static_cast<acc_t<T>>(in[i]);
   return s;
 }
 
@@ -107,16 +137,15 @@ template <typename T>
 inline void accumulate_row(const T* in, acc_t<T>* acc, int64_t n) {
   using IO = VecIO<T>;
   using Vec = typename IO::Vec;
-  int64_t i = 0;
-  for (; i + IO::kStep <= n; i += IO::kStep) {
-    Vec v[IO::kN];
-    IO::load(in + i, v);
-    for (int k = 0; k < IO::kN; ++k) {
-      acc_t<T>* p = acc + i + k * Vec::size();
-      (Vec::loadu(p) + v[k]).store(p);
-    }
-  }
-  for (; i < n; ++i) acc[i] += static_cast<acc_t<T>>(in[i]);
+  for_each_vec(
+      in, n,
+      [&](int64_t i, Vec* v) {
+        for (int k = 0; k < IO::kN; ++k) {
+          acc_t<T>* p = acc + i + k * Vec::size();
+          (Vec::loadu(p) + v[k]).store(p);
+        }
+      },
+      [&](int64_t i) { acc[i] += static_cast<acc_t<T>>(in[i]); });
 }
 
 // Fused backward row: out[i] = g[i] * scale[i]; acc[i] += g[i] * f[i]   (channels_last)
@@ -125,24 +154,22 @@ inline void rescale_backward_cols(const T* g, const T* f, const acc_t<T>* scale,
                                   acc_t<T>* acc, int64_t n) {
   using IO = VecIO<T>;
   using Vec = typename IO::Vec;
-  int64_t i = 0;
-  for (; i + IO::kStep <= n; i += IO::kStep) {
-    Vec vg[IO::kN], vf[IO::kN];
-    IO::load(g + i, vg);
-    IO::load(f + i, vf);
-    for (int k = 0; k < IO::kN; ++k) {
-      const int64_t o = i + k * Vec::size();
-      acc_t<T>* pa = acc + o;
-      at::vec::fmadd(vg[k], vf[k], Vec::loadu(pa)).store(pa);
-      vf[k] = vg[k] * Vec::loadu(scale + o);
-    }
-    IO::store(out + i, vf);
-  }
-  for (; i < n; ++i) {
-    const acc_t<T> gv = static_cast<acc_t<T>>(g[i]);
-    acc[i] += gv * static_cast<acc_t<T>>(f[i]);
-    out[i] = static_cast<T>(gv * scale[i]);
-  }
+  for_each_vec2(
+      g, f, n,
+      [&](int64_t i, Vec* vg, Vec* vf) {
+        for (int k = 0; k < IO::kN; ++k) {
+          const int64_t o = i + k * Vec::size();
+          acc_t<T>* pa = acc + o;
+          at::vec::fmadd(vg[k], vf[k], Vec::loadu(pa)).store(pa);
+          vf[k] = vg[k] * Vec::loadu(scale + o);
+        }
+        IO::store(out + i, vf);
+      },
+      [&](int64_t i) {
+        const acc_t<T> gv = static_cast<acc_t<T>>(g[i]);
+        acc[i] += gv * static_cast<acc_t<T>>(f[i]);
+        out[i] = static_cast<T>(gv * scale[i]);
+      });
 }
 
 // Fused backward row: out[i] = g[i] * a; returns sum g[i] * f[i]   (NCHW)
@@ -153,21 +180,21 @@ inline acc_t<T> rescale_backward_row(const T* g, const T* f, acc_t<T> a, T* out,
   const Vec va(a);
   Vec acc[IO::kN];
   for (int k = 0; k < IO::kN; ++k) acc[k] = Vec(0);
-  int64_t i = 0;
-  for (; i + IO::kStep <= n; i += IO::kStep) {
-    Vec vg[IO::kN], vf[IO::kN];
-    IO::load(g + i, vg);
-    IO::load(f + i, vf);
-    for (int k = 0; k < IO::kN; ++k) {
-      acc[k] = at::vec::fmadd(vg[k], vf[k], acc[k]);
-      vf[k] = vg[k] * va;
-    }
-    IO::store(out + i, vf);
-  }
+  const int64_t body = n - n % IO::kStep;
+  for_each_vec2(
+      g, f, body,
+      [&](int64_t i, Vec* vg, Vec* vf) {
+        for (int k = 0; k < IO::kN; ++k) {
+          acc[k] = at::vec::fmadd(vg[k], vf[k], acc[k]);
+          vf[k] = vg[k] * va;
+        }
+        IO::store(out + i, vf);
+      },
+      [](int64_t) {});
   for (int k = 1; k < IO::kN; ++k) acc[0] = acc[0] + acc[k];
   acc_t<T> s = at::vec::vec_reduce_all<acc_t<T>>(
       [](const Vec& x, const Vec& y) { return x + y; }, acc[0]);
-  for (; i < n; ++i) {
+  for (int64_t i = body; i < n; ++i) {
     const acc_t<T> gv = static_cast<acc_t<T>>(g[i]);
     s += gv * static_cast<acc_t<T>>(f[i]);
     out[i] = static_cast<T>(gv * a);
@@ -298,25 +325,24 @@ inline void max_update_cols(const T* in, acc_t<T>* best, acc_t<T>* argf, int64_t
   using IO = VecIO<T>;
   using Vec = typename IO::Vec;
   const Vec vcol(col);
-  int64_t i = 0;
-  for (; i + IO::kStep <= n; i += IO::kStep) {
-    Vec v[IO::kN];
-    IO::load(in + i, v);
-    for (int k = 0; k < IO::kN; ++k) {
-      const int64_t o = i + k * Vec::size();
-      const Vec b = Vec::loadu(best + o);
-      const Vec take = (v[k] > b) | v[k].isnan();
-      Vec::blendv(b, v[k], take).store(best + o);
-      Vec::blendv(Vec::loadu(argf + o), vcol, take).store(argf + o);
-    }
-  }
-  for (; i < n; ++i) {
-    const acc_t<T> v = static_cast<acc_t<T>>(in[i]);
-    if (math::takes_max(v, best[i])) {
-      best[i] = v;
-      argf[i] = col;
-    }
-  }
+  for_each_vec(
+      in, n,
+      [&](int64_t i, Vec* v) {
+        for (int k = 0; k < IO::kN; ++k) {
+          const int64_t o = i + k * Vec::size();
+          const Vec b = Vec::loadu(best + o);
+          const Vec take = (v[k] > b) | v[k].isnan();
+          Vec::blendv(b, v[k], take).store(best + o);
+          Vec::blendv(Vec::loadu(argf + o), vcol, take).store(argf + o);
+        }
+      },
+      [&](int64_t i) {
+        const acc_t<T> v = static_cast<acc_t<T>>(in[i]);
+        if (math::takes_max(v, best[i])) {
+          best[i] = v;
+          argf[i] = col;
+        }
+      });
 }
 
 // Items per parallel_for chunk so that a chunk touches about `elements` elements.

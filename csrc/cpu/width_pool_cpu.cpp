@@ -7,14 +7,13 @@
 // writes every input-gradient element exactly once (no zero-fill-then-scatter).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-#include <torch/library.h>
 
 #include <limits>
 #include <tuple>
 #include <vector>
 
-#include "../checks.h"
-#include "../hanet_math.h"
+#include "common/hanet_math.h"
+#include "contract.h"
 #include "alloc.h"
 #include "vec_io.h"
 
@@ -120,18 +119,6 @@ void pool_forward(const at::Tensor& x, int64_t rows, bool is_max, Layout layout,
   });
 }
 
-// Gradient of mean pooling at row y: the bins holding y, each spread over its area.
-template <typename T>
-inline acc_t<T> mean_grad_of_row(const T* g, int64_t y, int64_t rows, int64_t H, int64_t W) {
-  acc_t<T> v = 0;
-  const int64_t i1 = math::last_bin_of_row(y, rows, H);
-  for (int64_t i = math::first_bin_of_row(y, rows, H); i < i1; ++i) {
-    const int64_t count = math::bin_end(i, rows, H) - math::bin_start(i, rows, H);
-    v += static_cast<acc_t<T>>(g[i]) / static_cast<acc_t<T>>(count * W);
-  }
-  return v;
-}
-
 template <typename T>
 void pool_backward(const at::Tensor& grad, const at::Tensor& indices, bool is_max, Layout layout,
                    at::Tensor& gx) {
@@ -147,7 +134,7 @@ void pool_backward(const at::Tensor& grad, const at::Tensor& indices, bool is_ma
         const int64_t p = r / H, y = r % H;
         T* row = GX + r * W;
         if (!is_max) {
-          fill_row<T>(row, mean_grad_of_row<T>(G + p * rows, y, rows, H, W), W);
+          fill_row<T>(row, math::mean_grad_at_row<acc>(G + p * rows, y, rows, H, W), W);
           continue;
         }
         fill_row<T>(row, acc(0), W);
@@ -169,7 +156,7 @@ void pool_backward(const at::Tensor& grad, const at::Tensor& indices, bool is_ma
       T* block = GX + r * W * C;  // the (W, C) block of image row y
       if (!is_max) {
         for (int64_t c = 0; c < C; ++c)
-          v[c] = mean_grad_of_row<T>(G + (b * C + c) * rows, y, rows, H, W);
+          v[c] = math::mean_grad_at_row<acc>(G + (b * C + c) * rows, y, rows, H, W);
         for (int64_t xw = 0; xw < W; ++xw) store_row<T>(v.data(), block + xw * C, C);
         continue;
       }
@@ -205,7 +192,9 @@ void check_max_indices(const at::Tensor& indices, int64_t H, int64_t W) {
   }
 }
 
-std::tuple<at::Tensor, at::Tensor> width_pool_cpu(const at::Tensor& x_in, int64_t rows,
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> width_pool(const at::Tensor& x_in, int64_t rows,
                                                   c10::string_view mode) {
   check_width_pool(x_in, rows, mode);
   const bool is_max = parse_pool_mode("hanet.width_pool", mode);
@@ -219,7 +208,7 @@ std::tuple<at::Tensor, at::Tensor> width_pool_cpu(const at::Tensor& x_in, int64_
   return {out, indices};
 }
 
-at::Tensor width_pool_backward_cpu(const at::Tensor& grad_in, const at::Tensor& indices_in,
+at::Tensor width_pool_backward(const at::Tensor& grad_in, const at::Tensor& indices_in,
                                    int64_t height, int64_t width, c10::string_view mode,
                                    bool channels_last) {
   check_width_pool_backward(grad_in, indices_in, height, width, mode);
@@ -234,13 +223,6 @@ at::Tensor width_pool_backward_cpu(const at::Tensor& grad_in, const at::Tensor& 
                                   "hanet_width_pool_backward_cpu",
                                   [&] { pool_backward<scalar_t>(grad, indices, is_max, layout, gx); });
   return gx;
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(hanet, CPU, m) {
-  m.impl("width_pool", &width_pool_cpu);
-  m.impl("width_pool_backward", &width_pool_backward_cpu);
 }
 
 }  // namespace cpu

@@ -15,7 +15,7 @@ import torch
 
 from . import _extension
 
-BACKENDS = ("reference", "cpu", "cuda", "triton")
+from .contract import BACKENDS
 # Fastest first.  The Triton interpreter is a test vehicle, never a CPU default.
 _PREFERENCE = {"cuda": ("cuda", "triton", "reference"), "cpu": ("cpu", "reference")}
 
@@ -50,8 +50,8 @@ def _why_unavailable(backend: str, device_type: str) -> str | None:
     if backend == "cuda":
         if device_type != "cuda":
             return f"the cuda backend runs on CUDA tensors, these are on {device_type}"
-        if not _extension.HAS_CUDA_KERNELS:
-            return "hanet._C was built without CUDA kernels (rebuild with HANET_CUDA=1)"
+        if not _extension.HAS_CUDA_KERNELS:  # not built, or no kernel image for this GPU
+            return _extension.CUDA_UNUSABLE
         return None
     if backend == "triton":
         if not _triton_importable():
@@ -114,7 +114,7 @@ def triton_ops():
     """torch.ops.hanet_triton, registering the Triton ops and their autograd on first use."""
     global _triton_registered
     if not _triton_registered:
-        from . import _library, triton_ops as _triton_ops  # noqa: F401  (registers the ops)
+        from . import _library, triton  # noqa: F401  (registers the ops)
 
         _library.register_autograd("hanet_triton")
         _triton_registered = True

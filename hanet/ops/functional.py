@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _extension, _library, _validate, dispatch, reference
+from . import _extension, _library, contract, dispatch, reference
 from .dispatch import eager_triton_registration, resolve, triton_ops
 
 if _extension.extension_loaded():
@@ -15,6 +15,11 @@ if _extension.extension_loaded():
 # registration.  Elsewhere triton is not imported at all.
 if eager_triton_registration():
     triton_ops()
+
+
+def _validate(op: str, *values) -> None:
+    """The contract's checks, with the public API's stricter int rule."""
+    contract.check(op, values, f"hanet.ops.{op}", strict=True)
 
 
 def _kernels(backend: str):
@@ -35,7 +40,7 @@ def width_pool(
     over all W columns, so rows > H repeats input rows.  Differentiable; the max
     gradient goes to the arg-max element.  ``x`` may be NCHW or channels_last.
     """
-    _validate.width_pool(x, rows, mode)
+    _validate("width_pool", x, rows, mode)
     backend = resolve(backend, x.device)
     if backend == "reference":
         return reference.width_pool(x, rows, mode)
@@ -47,7 +52,7 @@ def height_interp(a: torch.Tensor, size: int, backend: str | None = None) -> tor
 
     Equal to ``F.interpolate(a, size, mode="linear", align_corners=False)``.
     """
-    _validate.height_interp(a, size)
+    _validate("height_interp", a, size)
     backend = resolve(backend, a.device)
     if backend == "reference":
         return reference.height_interp(a, size)
@@ -64,7 +69,7 @@ def attention_rescale(
     first, then interpolation, as the original.  One pass over ``feat``; the
     backward returns both gradients from one pass over ``grad`` and ``feat``.
     """
-    _validate.attention_rescale(feat, logits)
+    _validate("attention_rescale", feat, logits)
     backend = resolve(backend, feat.device)
     if backend == "reference":
         return reference.attention_rescale(feat, logits)

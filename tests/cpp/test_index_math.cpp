@@ -1,4 +1,4 @@
-// The shared index math of csrc/hanet_math.h (the functions both the CPU and the CUDA
+// The shared index math of csrc/common/hanet_math.h (the functions both the CPU and the CUDA
 // kernels call) at sizes past 2^31 and 2^32, against exact 128-bit integer (and exact
 // rational) expectations: no overflow, adaptive bins that cover [0, in) exactly, a
 // row-to-bin inverse that names exactly the bins holding a row, linear taps inside the
@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "hanet_math.h"
+#include "common/hanet_math.h"
 
 namespace {
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <tuple>
 
-#include "hanet_math.h"
+#include "common/hanet_math.h"
 
 namespace {
 

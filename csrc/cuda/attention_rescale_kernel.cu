@@ -1,0 +1,235 @@
+// CUDA kernels of hanet::attention_rescale (out = feat * A[b, c, y],
+// A = interp(sigmoid(logits), H)) and its fused backward:
+//   grad_feat   = grad * A
+//   gA[b, c, y] = sum_w grad * feat                      (acc_t buffer, S width splits)
+//   grad_logits = interp_backward(gA, h) * s * (1 - s),  s = sigmoid(logits)
+// The forward and the first backward pass share one streaming body per layout
+// (kBackward picks the extra read and the dot product).  Conventions:
+// csrc/common/cuda_helpers.cuh.
+#include <tuple>
+
+#include "common/cuda_helpers.cuh"
+#include "contract.h"
+
+namespace hanet {
+namespace gpu {
+namespace {
+
+// One vector of the stream: out = in * A, and for the backward dot += in * feat
+// (one running sum per element, or with kRowDot one for the whole row, in order).
+template <bool kBackward, bool kRowDot, int V, typename scalar_t, typename acc_t>
+__device__ __forceinline__ void rescale_vec(const scalar_t* __restrict__ in,
+                                            const scalar_t* __restrict__ feat,
+                                            scalar_t* __restrict__ out, const acc_t* A,
+                                            acc_t* dot) {
+  const Vec<scalar_t, V> g = load_vec<V>(in);
+  Vec<scalar_t, V> f;
+  if constexpr (kBackward) f = load_vec<V>(feat);
+  Vec<scalar_t, V> o;
+#pragma unroll
+  for (int e = 0; e < V; ++e) {
+    const acc_t ge = static_cast<acc_t>(g.v[e]);
+    o.v[e] = static_cast<scalar_t>(ge * A[e]);
+    if constexpr (kBackward) dot[kRowDot ? 0 : e] += ge * static_cast<acc_t>(f.v[e]);
+  }
+  store_vec<V>(out, o);
+}
+
+// NCHW: one group per image row (b, c, y); A is computed once per row (per lane).
+// Forward: in = feat.  Backward: in = grad, and the row's dot product with feat is
+// reduced across the group (fixed butterfly order) into gA[r].
+template <typename scalar_t, typename acc_t, int V, bool kBackward>
+__global__ void __launch_bounds__(kBlock)
+    rescale_nchw_kernel(const scalar_t* __restrict__ in, const scalar_t* __restrict__ feat,
+                        const scalar_t* __restrict__ logits, scalar_t* __restrict__ out,
+                        acc_t* __restrict__ gA, int64_t nrows, int64_t H, int64_t W, int64_t h,
+                        int G) {
+  const GroupRows gr(G);
+  const int64_t vecs = W / V;
+  for (int64_t base = gr.first; base < nrows; base += gr.step) {
+    const int64_t r = base + gr.slot;
+    const bool valid = r < nrows;
+    acc_t dot[1] = {0};
+    if (valid) {
+      const int64_t p = r / H, y = r - p * H;
+      acc_t A[V];
+      A[0] = math::interp_sigmoid<acc_t>(logits + p * h, y, h, H);
+#pragma unroll
+      for (int e = 1; e < V; ++e) A[e] = A[0];
+      const int64_t off = r * W;
+      for (int64_t j = gr.g_lane; j < vecs; j += G) {
+        rescale_vec<kBackward, true, V>(in + off + j * V, feat + off + j * V, out + off + j * V,
+                                        A, dot);
+      }
+    }
+    if constexpr (kBackward) {
+      const acc_t sum = group_sum(dot[0], G);  // whole warp, outside the `valid` branch
+      if (valid && gr.g_lane == 0) gA[r] = sum;
+    }
+  }
+}
+
+// NHWC: tile = (b, y, channel chunk, width split s); A is staged once per tile in shared
+// memory, threadIdx.x along channels, threadIdx.y striding the split's columns.  The
+// backward merges its per-channel dot products over threadIdx.y by a shared-memory
+// tree and stores them to gA split s (no atomics; the splits are summed in order later).
+template <typename scalar_t, typename acc_t, int V, bool kBackward>
+__global__ void __launch_bounds__(kBlock)
+    rescale_nhwc_kernel(const scalar_t* __restrict__ in, const scalar_t* __restrict__ feat,
+                        const scalar_t* __restrict__ logits, scalar_t* __restrict__ out,
+                        acc_t* __restrict__ gA, int64_t B, int64_t C, int64_t H, int64_t W,
+                        int64_t h, int64_t chunks, int64_t splits) {
+  __shared__ acc_t s_a[kMaxTx * V];
+  __shared__ acc_t s_red[kBackward ? kBlock * V : 1];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int TX = blockDim.x, TY = blockDim.y;
+  for_each_tile(B, H, chunks, splits, C / V, [&](const TileCoord& tc) {
+    const int64_t cv = tc.cv;
+    const bool active = tc.active;
+    __syncthreads();  // the previous tile is done with s_a and s_red
+    stage_channels<V>(s_a, tc.chunk * TX * V, C, [&](int64_t c) {
+      return math::interp_sigmoid<acc_t>(logits + (tc.b * C + c) * h, tc.y, h, H);
+    });
+    __syncthreads();
+
+    acc_t dot[V] = {};
+    if (active) {
+      acc_t A[V];
+#pragma unroll
+      for (int e = 0; e < V; ++e) A[e] = s_a[e * TX + tx];
+      const int64_t off = ((tc.b * H + tc.y) * W) * C + cv * V;
+      const int64_t w1 = (tc.s + 1) * W / splits;
+      for (int64_t w = tc.s * W / splits + ty; w < w1; w += TY) {
+        rescale_vec<kBackward, false, V>(in + off + w * C, feat + off + w * C, out + off + w * C,
+                                         A, dot);
+      }
+    }
+    if constexpr (kBackward) {
+      tree_over_y<V>([&](int e, int slot) { s_red[slot] = dot[e]; },
+                     [&](int e, int slot) { dot[e] += s_red[slot]; });
+      if (ty == 0 && active) {
+#pragma unroll
+        for (int e = 0; e < V; ++e) {
+          gA[(tc.s * B * C + tc.b * C + cv * V + e) * H + tc.y] = dot[e];
+        }
+      }
+    }
+  });
+}
+
+// One thread per logit (b, c, j): gathers gA (summing the width splits in order) over
+// the rows that read j, then applies the sigmoid derivative.
+template <typename scalar_t, typename acc_t>
+__global__ void __launch_bounds__(kBlock)
+    attention_logits_grad_kernel(const acc_t* __restrict__ gA, const scalar_t* __restrict__ logits,
+                                 scalar_t* __restrict__ grad_logits, int64_t n, int64_t h,
+                                 int64_t H, int64_t split_stride, int64_t splits) {
+  grid_stride(n, [&](int64_t o) {
+    const int64_t p = o / h, j = o - p * h;
+    const acc_t* row = gA + p * H;
+    int64_t begin = 0, end = 0;
+    math::dst_range_reading<acc_t>(j, h, H, &begin, &end);
+    acc_t acc = 0;
+    for (int64_t d = begin; d < end; ++d) {
+      acc_t g = row[d];
+      for (int64_t s = 1; s < splits; ++s) g += row[s * split_stride + d];
+      const math::LinearTap<acc_t> t = math::linear_tap<acc_t>(d, h, H);
+      if (t.i0 == j) acc += t.w0 * g;
+      if (t.i1 == j) acc += t.w1 * g;
+    }
+    const acc_t sg = math::sigmoid(static_cast<acc_t>(logits[o]));
+    grad_logits[o] = static_cast<scalar_t>(acc * sg * (static_cast<acc_t>(1) - sg));
+  });
+}
+
+// The streaming pass of either direction over feat's layout: out = in * A (and, for the
+// backward, gA = per-row dot products of in and feat, `*splits` partials per row).
+template <bool kBackward>
+void rescale_stream(const at::Tensor& in, const at::Tensor& feat, const at::Tensor& logits,
+                    at::Tensor& out, at::Tensor* gA, int64_t* splits) {
+  const int64_t B = feat.size(0), C = feat.size(1), H = feat.size(2), W = feat.size(3);
+  const int64_t h = logits.size(2);
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  HANET_DISPATCH_FLOATING(feat.scalar_type(), "hanet_attention_rescale_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    constexpr int kV = vec_width<scalar_t>();
+    const scalar_t* I = in.const_data_ptr<scalar_t>();
+    const scalar_t* F = feat.const_data_ptr<scalar_t>();
+    const scalar_t* L = logits.const_data_ptr<scalar_t>();
+    scalar_t* O = out.mutable_data_ptr<scalar_t>();
+    const bool aligned = aligned16(I) && aligned16(F) && aligned16(O);
+    const auto acc_opts = feat.options().dtype(acc_dtype<acc_t>());
+    if (layout_of(feat) == Layout::NCHW) {
+      if (kBackward) *gA = at::empty({B * C * H}, acc_opts);
+      acc_t* GA = kBackward ? gA->mutable_data_ptr<acc_t>() : nullptr;
+      with_vec<kV>(W % kV == 0 && aligned, [&](auto vec) {
+        constexpr int V = decltype(vec)::value;
+        const NchwLaunch nl = nchw_launch(B * C * H, W / V);
+        rescale_nchw_kernel<scalar_t, acc_t, V, kBackward>
+            <<<nl.grid, kBlock, 0, stream>>>(I, F, L, O, GA, B * C * H, H, W, h, nl.group);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
+      return;
+    }
+    with_vec<kV>(C % kV == 0 && aligned, [&](auto vec) {
+      constexpr int V = decltype(vec)::value;
+      const NhwcLaunch tl = nhwc_launch(C / V, B * H, W, kBackward ? 2 : 4);
+      if (kBackward) {
+        *splits = tl.splits;
+        *gA = at::empty({tl.splits, B * C * H}, acc_opts);
+      }
+      acc_t* GA = kBackward ? gA->mutable_data_ptr<acc_t>() : nullptr;
+      rescale_nhwc_kernel<scalar_t, acc_t, V, kBackward>
+          <<<grid_for(tl.tiles(B * H), tl.threads()), tl.block(), 0, stream>>>(
+              I, F, L, O, GA, B, C, H, W, h, tl.chunks, tl.splits);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+}
+
+}  // namespace
+
+at::Tensor attention_rescale(const at::Tensor& feat_in, const at::Tensor& logits_in) {
+  check_attention_rescale(feat_in, logits_in);
+  const at::cuda::CUDAGuard guard(feat_in.device());
+  const at::Tensor feat = to_supported_layout(feat_in);
+  const at::Tensor logits = logits_in.contiguous();
+  at::Tensor out =
+      at::empty(feat.sizes(), feat.options().memory_format(memory_format_of(layout_of(feat))));
+  if (out.numel() == 0) return out;
+  rescale_stream<false>(feat, feat, logits, out, nullptr, nullptr);
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> attention_rescale_backward(const at::Tensor& grad_in,
+                                                              const at::Tensor& feat_in,
+                                                              const at::Tensor& logits_in) {
+  check_attention_rescale_backward(grad_in, feat_in, logits_in);
+  const at::cuda::CUDAGuard guard(feat_in.device());
+  const at::Tensor feat = to_supported_layout(feat_in);
+  const at::MemoryFormat fmt = memory_format_of(layout_of(feat));
+  // grad must share feat's memory layout; copy only when it does not already.
+  const at::Tensor grad = grad_in.is_contiguous(fmt) ? grad_in : grad_in.contiguous(fmt);
+  const at::Tensor logits = logits_in.contiguous();
+  at::Tensor grad_feat = at::empty(feat.sizes(), feat.options().memory_format(fmt));
+  at::Tensor grad_logits = at::empty(logits.sizes(), logits.options());
+  if (feat.numel() == 0) return {grad_feat, grad_logits};
+  at::Tensor gA;
+  int64_t splits = 1;
+  rescale_stream<true>(grad, feat, logits, grad_feat, &gA, &splits);
+
+  const int64_t n = grad_logits.numel(), h = logits.size(2), H = feat.size(2);
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  HANET_DISPATCH_FLOATING(feat.scalar_type(), "hanet_attention_logits_grad_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    attention_logits_grad_kernel<scalar_t, acc_t>
+        <<<grid_for(ceil_div(n, kBlock), kBlock), kBlock, 0, stream>>>(
+            gA.const_data_ptr<acc_t>(), logits.const_data_ptr<scalar_t>(),
+            grad_logits.mutable_data_ptr<scalar_t>(), n, h, H, gA.numel() / splits, splits);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {grad_feat, grad_logits};
+}
+
+}  // namespace gpu
+}  // namespace hanet

@@ -1,0 +1,190 @@
+"""attention_rescale: every kernel backend against the float64 reference, the Triton
+kernels' own cases, gradcheck."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import hanet.ops as hops
+from hanet.ops import reference
+from hanet.ops import reference as ref
+from op_cases import (DTYPES, KERNELS, LAYOUTS, NAMESPACES, NS_IDS, TOL, check_against_truth, close,
+                      kernel_cases, make, namespace, needs_triton, x_)
+
+CASES, IDS = kernel_cases()
+T = namespace("triton") if "triton" in KERNELS else None
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("backend,shape", CASES, ids=IDS)
+def test_attention_rescale_kernels(backend, shape, dtype, layout):
+    B, C, H, W, h = shape
+    feat = make((B, C, H, W), dtype, layout, seed=1)
+    logits = make((B, C, h), dtype, "nchw", seed=2, scale=2.0)
+    out = hops.attention_rescale(feat, logits, backend=backend)
+    expected_fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    assert out.is_contiguous(memory_format=expected_fmt), "output must keep feat's layout"
+    check_against_truth(
+        lambda f, l: hops.attention_rescale(f, l, backend=backend),
+        reference.attention_rescale,
+        [feat, logits],
+        dtype,
+        f"attention_rescale[{backend}]",
+    )
+
+
+RESCALE_CASES = [
+    (2, 3, 7, 5, 4),
+    (1, 1, 1, 1, 1),   # 1x1 pixel, C = 1, h = 1
+    (1, 2, 6, 1, 16),  # W = 1, H < h
+    (2, 5, 12, 9, 3),
+    (1, 3, 5, 40, 2),  # W wider than one block of the backward tiles
+]
+
+
+def _rescale_ref_grads(feat, logits, grad):
+    f = feat.detach().double().requires_grad_(True)
+    lg = logits.detach().double().requires_grad_(True)
+    y = ref.attention_rescale(f, lg)
+    return torch.autograd.grad(y, (f, lg), grad.double())
+
+
+@needs_triton
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("case", RESCALE_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_triton_attention_rescale_fp32(case, channels_last):
+    B, C, H, W, h = case
+    feat = x_((B, C, H, W), channels_last=channels_last)
+    logits = x_((B, C, h), seed=1)
+    out = T.attention_rescale(feat, logits)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    assert out.shape == feat.shape and out.dtype == feat.dtype
+    assert out.is_contiguous(memory_format=fmt)
+    close(out, ref.attention_rescale(feat, logits), torch.float32)
+
+    grad = x_((B, C, H, W), seed=2)  # NCHW grad: converted to feat's format
+    gf, gl = T.attention_rescale_backward(grad, feat, logits)
+    assert gf.is_contiguous(memory_format=fmt) and gl.shape == logits.shape
+    r_gf, r_gl = _rescale_ref_grads(feat, logits, grad)
+    close(gf, r_gf, torch.float32)
+    close(gl, r_gl, torch.float32)
+
+
+@needs_triton
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64], ids=str)
+def test_triton_attention_rescale_dtypes(dtype, channels_last):
+    B, C, H, W, h = 2, 3, 7, 6, 4
+    feat = x_((B, C, H, W), dtype, channels_last)
+    logits = x_((B, C, h), dtype, seed=1)
+    grad = x_((B, C, H, W), dtype, channels_last, seed=2)
+    out = T.attention_rescale(feat, logits)
+    assert out.dtype == dtype
+    close(out, ref.attention_rescale(feat.double(), logits.double()), dtype)
+    gf, gl = T.attention_rescale_backward(grad, feat, logits)
+    assert gf.dtype == dtype and gl.dtype == dtype
+    r_gf, r_gl = _rescale_ref_grads(feat, logits, grad)
+    close(gf, r_gf, dtype)
+    # grad_logits sums W*H/h products: scale the half tolerance by its magnitude
+    tol = dict(TOL[dtype])
+    tol["atol"] = tol["atol"] * max(1.0, r_gl.abs().max().item())
+    torch.testing.assert_close(gl.double(), r_gl, **tol)
+
+
+@needs_triton
+@pytest.mark.parametrize("B,C,H,W,h,layout", [(1, 64, 1, 200, 2, "nhwc"),
+                                                (1, 1, 2, 600, 3, "nchw")])
+def test_triton_attention_rescale_backward_split(B, C, H, W, h, layout):
+    # Images wide enough that the backward reduction over W is split over programs
+    # (partial sums, summed by the interp-backward kernel).
+    from hanet.ops.triton.attention_rescale import plan_attention_rescale_backward
+
+    plan = plan_attention_rescale_backward(B, C, H, W, h, torch.float32, layout)
+    assert plan.temps["part"][0][0] > 1
+    feat = x_((B, C, H, W), channels_last=layout == "nhwc")
+    logits = x_((B, C, h), seed=1)
+    grad = x_((B, C, H, W), seed=2)
+    out = T.attention_rescale(feat, logits)
+    close(out, ref.attention_rescale(feat, logits), torch.float32)
+    gf, gl = T.attention_rescale_backward(grad, feat, logits)
+    r_gf, r_gl = _rescale_ref_grads(feat, logits, grad)
+    close(gf, r_gf, torch.float32)
+    close(gl, r_gl, torch.float32)
+
+
+@needs_triton
+def test_triton_attention_rescale_non_contiguous():
+    feat = x_((2, 3, 8, 10))[..., ::2]
+    logits = x_((2, 6, 4), seed=1)[:, ::2]
+    close(T.attention_rescale(feat, logits), ref.attention_rescale(feat, logits),
+           torch.float32)
+
+
+@needs_triton
+def test_triton_attention_rescale_torch_compile():
+    feat = x_((2, 3, 7, 5))
+    logits = x_((2, 3, 4), seed=1)
+
+    def f(feat, logits):
+        return T.attention_rescale(feat, logits) * 2.0
+
+    try:
+        cf = torch.compile(f, fullgraph=True)
+        out = cf(feat, logits)
+        out_cl = cf(feat.to(memory_format=torch.channels_last), logits)
+    finally:
+        torch._dynamo.reset()
+    close(out, 2.0 * ref.attention_rescale(feat, logits), torch.float32)
+    close(out_cl, 2.0 * ref.attention_rescale(feat, logits), torch.float32)
+    assert out_cl.is_contiguous(memory_format=torch.channels_last)
+
+
+def _req(t):
+    return t.detach().clone().requires_grad_()
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("backend", KERNELS)
+def test_gradcheck_attention_rescale(backend, layout):
+    feat = _req(make((2, 3, 7, 5), torch.float64, layout, seed=1))
+    logits = _req(make((2, 3, 4), torch.float64, "nchw", seed=2))
+    assert torch.autograd.gradcheck(
+        lambda f, l: hops.attention_rescale(f, l, backend=backend), (feat, logits)
+    )
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("ns_name,ns", NAMESPACES, ids=NS_IDS)
+def test_opcheck_attention_rescale(ns_name, ns, dtype, layout):
+    """Schema, fake kernel, autograd registration and AOT dispatch of both ops."""
+    ops = ns()
+    feat = make((2, 3, 7, 5), dtype, layout, seed=1).requires_grad_()
+    logits = make((2, 3, 4), dtype, "nchw", seed=2).requires_grad_()
+    grad = make((2, 3, 7, 5), dtype, layout, seed=3)
+    torch.library.opcheck(ops.attention_rescale, (feat, logits))
+    torch.library.opcheck(ops.attention_rescale_backward, (grad, feat.detach(), logits.detach()))
+
+
+@pytest.mark.parametrize("backend", KERNELS)
+def test_double_backward_attention_rescale_raises(backend):
+    """Differentiable once: a second derivative through the fused kernels raises a clear
+    error instead of returning a wrong (zero) one."""
+    feat = _req(make((2, 3, 7, 5), torch.float64, "nchw", seed=1))
+    logits = _req(make((2, 3, 4), torch.float64, "nchw", seed=2))
+    out = hops.attention_rescale(feat, logits, backend=backend)
+    gf, gl = torch.autograd.grad(out.square().sum(), (feat, logits), create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiable once"):
+        torch.autograd.grad(gf.sum() + gl.sum(), (feat, logits))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("backend", KERNELS)
+def test_empty_batch_attention_rescale(backend, layout):
+    """B = 0 is accepted as by the eager expression."""
+    feat = make((0, 3, 7, 5), torch.float32, layout).requires_grad_()
+    logits = make((0, 3, 4), torch.float32, "nchw").requires_grad_()
+    out = hops.attention_rescale(feat, logits, backend=backend)
+    assert out.shape == feat.shape
+    gf, gl = torch.autograd.grad(out.sum(), (feat, logits))
+    assert gf.shape == feat.shape and gl.shape == logits.shape
