@@ -15,6 +15,7 @@ from hanet.models import build_model, save
 
 TRAIN_EXTRA = ["tensorboard", "cityscapesscripts"]  # pyproject.toml [project.optional-dependencies] train
 EXPORT_EXTRA = ["onnx", "onnxscript", "onnxruntime"]  # ... export
+VIS_EXTRA = ["matplotlib"]  # ... vis
 RUNTIME_MODULES = ["hanet", "hanet.models", "hanet.inference", "hanet.inference_original", "hanet.data",
                    "hanet.evaluation", "hanet.segmenter", "hanet.predict", "hanet.export", "hanet.cli"]
 
@@ -75,41 +76,39 @@ def checkpoint(tmp_path_factory):
     return str(path)
 
 
-def test_eval_predict_export_without_tensorboard_and_the_export_extra(tiny_cityscapes, checkpoint, tmp_path):
+@pytest.fixture(scope="module")
+def without_extras(tiny_cityscapes, checkpoint, tmp_path_factory):
+    """One interpreter without the train, vis and export extras: the imports, the scene
+    generator, eval, predict, exported-program export; then the features that need an extra."""
     root = str(tiny_cityscapes)
-    report = _run(tmp_path, ["tensorboard"] + EXPORT_EXTRA, [
+    tmp = tmp_path_factory.mktemp("no_extras")
+    report = _run(tmp, TRAIN_EXTRA + VIS_EXTRA + EXPORT_EXTRA, [
+        ["make-synthetic-cityscapes", "scenes", "--train", "1", "--val", "0", "--size", "32x64"],
         ["eval", checkpoint, f"data.root={root}", "--json", "r.json"],
         ["predict", checkpoint, f"{root}/leftImg8bit/val", "--out", "pics"],
         ["export", checkpoint, "--format", "exported-program", "--out", "m.pt2", "--size", "64x128"],
         ["eval", checkpoint, f"data.root={root}", "--tensorboard", "tb"],
         ["export", checkpoint, "--format", "onnx", "--out", "m.onnx", "--size", "64x128"],
     ])
+    return report, tmp
+
+
+def test_inference_eval_predict_export_without_the_extras(without_extras):
+    report, tmp = without_extras
     assert report["imports"] == {m: "ok" for m in RUNTIME_MODULES}
     assert report["loaded"] == [], "nothing imported a blocked module"
-    ok_eval, ok_predict, ok_export, tb, onnx = report["commands"]
-    for r in (ok_eval, ok_predict, ok_export):
+    generate, ok_eval, ok_predict, ok_export = report["commands"][:4]
+    for r in (generate, ok_eval, ok_predict, ok_export):
         assert r["rc"] == 0, r
-    assert "mIoU" in ok_eval["stdout"] and (tmp_path / "r.json").exists()
-    assert (tmp_path / "pics/index.html").exists() and (tmp_path / "m.pt2").exists()
+    assert (tmp / "scenes/leftImg8bit/train").is_dir()
+    assert "mIoU" in ok_eval["stdout"] and (tmp / "r.json").exists()
+    assert (tmp / "pics/index.html").exists() and (tmp / "m.pt2").exists()
+    # without matplotlib predict draws the plain pictures and says which extra gives the figures
+    assert "pip install 'hanet[vis]'" in ok_predict["stderr"]
+
+
+def test_a_missing_extra_is_a_one_line_error_naming_it(without_extras):
+    report, _ = without_extras
+    tb, onnx = report["commands"][4:]
     _one_line_error(tb, "eval", "pip install 'hanet[train]'")
     _one_line_error(onnx, "export", "pip install 'hanet[export]'")
-
-
-@pytest.fixture(scope="module")
-def without_train_extra(tiny_cityscapes, checkpoint, tmp_path_factory):
-    """One interpreter without the train and export extras (no cityscapesscripts, no
-    TensorBoard): imports, the scene generator, eval, predict, exported-program export."""
-    root = str(tiny_cityscapes)
-    tmp = tmp_path_factory.mktemp("no_train_extra")
-    return _run(tmp, TRAIN_EXTRA + EXPORT_EXTRA, [
-        ["make-synthetic-cityscapes", "scenes", "--train", "1", "--val", "0", "--size", "32x64"],
-        ["eval", checkpoint, f"data.root={root}", "--json", "r.json"],
-        ["predict", checkpoint, f"{root}/leftImg8bit/val", "--out", "pics"],
-        ["export", checkpoint, "--format", "exported-program", "--out", "m.pt2", "--size", "64x128"],
-    ])
-
-
-def test_inference_and_eval_without_cityscapesscripts(without_train_extra):
-    assert without_train_extra["imports"] == {m: "ok" for m in RUNTIME_MODULES}
-    assert all(r["rc"] == 0 for r in without_train_extra["commands"]), without_train_extra["commands"]
-    assert without_train_extra["loaded"] == []
