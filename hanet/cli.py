@@ -115,10 +115,11 @@ def _predict(args) -> int:
 
 
 def _export(args) -> int:
-    from hanet.export import check, export_checkpoint
+    from hanet.export import check, export_checkpoint, fused_ops_available
 
     out, model = export_checkpoint(args.checkpoint, args.format, args.out, _parse_size(args.size), args.backend)
-    print(f"wrote {out} ({args.format}; input 'images' (batch, 3, {args.size.replace('x', ', ')}), dynamic batch)")
+    h, w = ("H", "W") if args.format == "exported-program" or fused_ops_available() else _parse_size(args.size)
+    print(f"wrote {out} ({args.format}; input 'images' (batch, 3, {h}, {w}), output 'logits')")
     if args.check:
         diff = check(model, out, args.format, _parse_size(args.size))
         print(f"max abs difference of the logits from PyTorch's: {diff:.3g}")
@@ -195,11 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "needs pip install 'hanet[export]'); exported-program: torch.export with the "
                                     "custom ops kept as torch.ops.hanet.* (load with import hanet.ops; "
                                     "torch.export.load). Input: normalised images (batch, 3, H, W), whole frames; "
-                                    "dynamic batch, H and W fixed by --size.")
+                                    "batch, H and W dynamic (--size is the example the graph is traced with).")
     ex.add_argument("checkpoint")
     ex.add_argument("--format", required=True, choices=["onnx", "exported-program"])
     ex.add_argument("--out", required=True, help="output file (.onnx / .pt2)")
-    ex.add_argument("--size", default="1024x2048", help="HxW of the input images (default 1024x2048)")
+    ex.add_argument("--size", default="1024x2048", help="HxW of the example input (default 1024x2048)")
     ex.add_argument("--backend", default=None, help="HANet op backend for exported-program (default: fastest on CPU)")
     ex.add_argument("--check", action="store_true",
                     help="run the exported file on a random batch and print the max abs difference from PyTorch")

@@ -3,14 +3,15 @@
 
 Both take a normalised image batch ``images`` (B, 3, H, W) (ImageNet mean/std, as
 :class:`hanet.Segmenter` prepares it) treated as whole frames, and return ``logits``
-(B, classes, H, W).  The batch size is dynamic; H and W are fixed at export
-(``size``) because the adaptive width pooling of the HANet sites does not export with
-symbolic image sizes.
+(B, classes, H, W).  Batch, height and width are dynamic (``size`` is only the example
+input the graph is traced with).
 
-* ONNX: the fused HANet ops (``torch.ops.hanet.*``) have no ONNX form, so the model is
-  exported with the pure-PyTorch reference backend, which computes the same function
-  with standard operators (adaptive pooling, sigmoid, linear interpolation, multiply).
-  Needs ``pip install 'hanet[export]'`` (onnx, onnxscript; onnxruntime to check).
+* ONNX: the fused HANet ops (``torch.ops.hanet.*``) are translated into standard ONNX
+  operators (:mod:`hanet.onnx_ops`), so onnxruntime runs the model on the CPU.  Where
+  the C++ extension is not built the model is exported with the pure-PyTorch reference
+  backend instead (the same function in standard operators; its adaptive pooling then
+  fixes H and W at ``size``).  Needs ``pip install 'hanet[export]'`` (onnx, onnxscript;
+  onnxruntime for the check).
 * ExportedProgram: the graph keeps our custom ops as ``torch.ops.hanet.*`` nodes (the
   C++/CUDA kernels); load it with ``import hanet.ops`` (registers them) and then
   ``torch.export.load(path)``.
@@ -52,29 +53,47 @@ def example_input(model: torch.nn.Module, size: tuple[int, int], batch: int = 2)
     return torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device)
 
 
-def _batch_dim():
-    return {"images": {0: torch.export.Dim("batch", min=1, max=1024)}}
+def _dynamic(size: bool = True) -> dict:
+    dims = {0: torch.export.Dim("batch", min=1, max=1024)}
+    if size:
+        dims.update({2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO})
+    return {"images": dims}
+
+
+def fused_ops_available() -> bool:
+    """Whether the C++ extension (torch.ops.hanet.*) is built: ONNX export then
+    translates the fused ops and keeps H and W dynamic."""
+    from hanet.ops import available_backends
+
+    return "cpu" in available_backends()
 
 
 def to_onnx(model: torch.nn.Module, out: str | Path, size: tuple[int, int], opset: int | None = None) -> Path:
-    """Writes `model` as ONNX to `out` (dynamic batch, fixed ``size`` = (H, W))."""
+    """Writes `model` as ONNX to `out`: dynamic batch, and dynamic H, W where the fused
+    ops are available (else H, W fixed at ``size``)."""
     _require("onnx", "ONNX export")
     _require("onnxscript", "ONNX export")
-    reference = with_backend(model, "reference")
+    kwargs = {} if opset is None else {"opset_version": opset}
+    if fused_ops_available():
+        from hanet.onnx_ops import translation_table
+
+        model = with_backend(model.cpu(), "cpu")
+        kwargs.update(custom_translation_table=translation_table(), dynamic_shapes=_dynamic(size=True))
+    else:
+        model = with_backend(model, "reference")
+        kwargs.update(dynamic_shapes=_dynamic(size=False))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    kwargs = {} if opset is None else {"opset_version": opset}
-    program = torch.onnx.export(reference, (example_input(reference, size),), dynamo=True, input_names=["images"],
-                                output_names=["logits"], dynamic_shapes=_batch_dim(), optimize=True, verbose=False,
-                                **kwargs)
+    program = torch.onnx.export(model, (example_input(model, size),), dynamo=True, input_names=["images"],
+                                output_names=["logits"], optimize=True, verbose=False, **kwargs)
     program.save(str(out))
     return out
 
 
 def to_exported_program(model: torch.nn.Module, out: str | Path, size: tuple[int, int]) -> Path:
-    """Writes ``torch.export.export(model)`` to `out` (.pt2; dynamic batch, fixed size)."""
+    """Writes ``torch.export.export(model)`` to `out` (.pt2; dynamic batch, H and W)."""
     model = copy.deepcopy(model).eval()
-    program = torch.export.export(model, (example_input(model, size),), dynamic_shapes=_batch_dim())
+    program = torch.export.export(model, (example_input(model, size),), dynamic_shapes=_dynamic())
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.export.save(program, str(out))

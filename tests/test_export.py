@@ -5,6 +5,7 @@ missing extra."""
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from hanet import export as hexport
 from hanet.models import build_model, save
@@ -53,15 +54,62 @@ def test_onnxruntime_gives_pytorchs_logits(demo_model, tmp_path):
     assert not any("hanet" in n.op_type.lower() for n in graph.node)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     gen = torch.Generator().manual_seed(1)
-    for batch in (1, 3):  # dynamic batch; exported with 2
-        x = torch.randn(batch, 3, *SIZE, generator=gen)
+    # exported at batch 2 and 128x256; batch, height and width dynamic where the fused ops are built
+    shapes = [(1, *SIZE), (3, *SIZE)] + ([(1, 96, 160), (2, 200, 328)] if hexport.fused_ops_available() else [])
+    for batch, h, w in shapes:
+        x = torch.randn(batch, 3, h, w, generator=gen)
         want = _pytorch_logits(demo_model, x)  # the model's own (fused C++) backend
         got = session.run(["logits"], {"images": x.numpy()})[0]
-        assert got.shape == (batch, 19, *SIZE)
+        assert got.shape == (batch, 19, h, w)
         diff = float(np.abs(got - want).max())
-        print(f"batch {batch}: max abs diff {diff:.3g}, logits up to {np.abs(want).max():.3g}")
+        print(f"{batch}x3x{h}x{w}: max abs diff {diff:.3g}, logits up to {np.abs(want).max():.3g}")
         assert np.abs(want).max() > 1.0  # a comparison of values, not of near-zeros
         assert diff <= 1e-4
+
+
+class _Ops(torch.nn.Module):
+    """The three ops as a model: width_pool (mean and max) of x, height_interp, attention_rescale."""
+
+    def forward(self, x, feat, logits):
+        import hanet.ops as hops
+
+        mean = hops.width_pool(x, 16, "mean", backend="cpu")
+        high = hops.width_pool(x, 16, "max", backend="cpu")
+        up = hops.height_interp(logits, feat.shape[2], backend="cpu")
+        return mean, high, up, hops.attention_rescale(feat, logits, backend="cpu")
+
+
+def test_onnx_translations_of_the_fused_ops_equal_pytorchs_ops(tmp_path):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    if not hexport.fused_ops_available():
+        pytest.skip("the C++ extension is not built: ONNX export uses the reference backend")
+    from torch.export import Dim
+
+    from hanet.onnx_ops import translation_table
+
+    gen = torch.Generator().manual_seed(3)
+    args = (torch.randn(2, 5, 40, 7, generator=gen), torch.randn(2, 3, 24, 5, generator=gen),
+            torch.randn(2, 3, 16, generator=gen))
+    dyn = {"x": {0: Dim("b"), 2: Dim("hx", min=2, max=4096), 3: Dim("wx", min=2, max=4096)},
+           "feat": {2: Dim("hf", min=2, max=4096), 3: Dim("wf", min=2, max=4096)}, "logits": None}
+    program = torch.onnx.export(_Ops(), args, dynamo=True, input_names=["x", "feat", "logits"],
+                                custom_translation_table=translation_table(), dynamic_shapes=dyn, verbose=False)
+    program.save(str(tmp_path / "ops.onnx"))
+    session = ort.InferenceSession(str(tmp_path / "ops.onnx"), providers=["CPUExecutionProvider"])
+    # bins of unequal size (H=37, 9 < 16 rows: repeated rows), upsampling 16 -> 40 and downsampling 16 -> 7
+    for hx, hf in ((40, 24), (37, 40), (9, 7)):
+        x = torch.randn(1, 5, hx, 6, generator=gen)
+        feat = torch.randn(2, 3, hf, 4, generator=gen)
+        logits = torch.randn(2, 3, 16, generator=gen)
+        got = session.run(None, {"x": x.numpy(), "feat": feat.numpy(), "logits": logits.numpy()})
+        want = [F.adaptive_avg_pool2d(x, (16, 1))[..., 0], F.adaptive_max_pool2d(x, (16, 1))[..., 0],
+                F.interpolate(logits, size=hf, mode="linear", align_corners=False)]
+        # sigmoid first, then interpolation, as the original
+        want.append(feat * F.interpolate(torch.sigmoid(logits), size=hf, mode="linear", align_corners=False)[..., None])
+        for name, g, w in zip(("width_pool mean", "width_pool max", "height_interp", "attention_rescale"), got, want):
+            assert g.shape == tuple(w.shape), name
+            np.testing.assert_allclose(g, w.numpy(), atol=1e-5, rtol=1e-5, err_msg=f"{name} at {hx}, {hf}")
 
 
 def test_exported_program_from_the_cli_keeps_the_custom_ops_and_reloads(demo_model, tmp_path, capsys):
