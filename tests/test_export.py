@@ -127,11 +127,13 @@ def test_exported_program_from_the_cli_keeps_the_custom_ops_and_reloads(demo_mod
     program = torch.export.load(str(path))
     targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
     assert {"hanet.width_pool.default", "hanet.attention_rescale.default"} <= targets, sorted(targets)
-    x = torch.randn(3, 3, *SIZE, generator=torch.Generator().manual_seed(2))  # batch 3: exported with 2
-    with torch.no_grad():
-        got = program.module()(x)
-    want = _pytorch_logits(demo_model, x)
-    assert float(np.abs(got.numpy() - want).max()) <= 1e-5
+    gen = torch.Generator().manual_seed(2)
+    for shape in ((3, 3, *SIZE), (1, 3, 96, 160)):  # traced at 2x3x128x256: batch, H and W dynamic
+        x = torch.randn(*shape, generator=gen)
+        with torch.no_grad():
+            got = program.module()(x)
+        want = _pytorch_logits(demo_model, x)
+        assert float(np.abs(got.numpy() - want).max()) <= 1e-5
     # a bad size is a one-line error
     assert main(["export", str(tmp_path / "demo.pt"), "--format", "onnx", "--out", str(tmp_path / "x.onnx"),
                  "--size", "64"]) == 1
