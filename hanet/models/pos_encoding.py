@@ -83,13 +83,15 @@ class HeightPositionTable(nn.Module):
             noise = torch.floor(torch.randn(p.shape, device=p.device) * self.pos_noise).long()
             p = p + noise.clamp(-self.noise_clamp, self.noise_clamp)
             p = p.clamp(0, self.max_pos)
-        # A data-dependent check: eager only (torch.compile / export trace without it).
-        if not torch.compiler.is_compiling() and ((p < 0).any() or (p > self.max_pos).any()):
-            raise ValueError(
-                f"pos_h // {self.pos_rfactor} must lie in [0, {self.max_pos}]; pos_h is row // 8 of a "
-                f"1024-row frame (0..127, 128 for padding), got values in "
-                f"[{int(pos_h.min())}, {int(pos_h.max())}]"
-            )
+        rule = (f"pos_h // {self.pos_rfactor} must lie in [0, {self.max_pos}]; pos_h is row // 8 of a "
+                f"1024-row frame (0..127, 128 for padding)")
+        if p.device.type != "cpu":
+            # On an accelerator a Python-side check would stall the stream at every site
+            # (a device-to-host sync, and no CUDA graph): the device asserts instead.
+            torch._assert_async(((p >= 0) & (p <= self.max_pos)).all(), rule)
+        elif not torch.compiler.is_compiling() and ((p < 0).any() or (p > self.max_pos).any()):
+            # On the CPU the values are at hand: a clear error (eager only; traces skip it).
+            raise ValueError(f"{rule}, got values in [{int(pos_h.min())}, {int(pos_h.max())}]")
         return p
 
     def forward(self, z: torch.Tensor, pos_h: torch.Tensor) -> torch.Tensor:
