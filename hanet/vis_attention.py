@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-HEIGHT_BINS = 32  # relative-height bins of the whole-set summary (images may differ in size)
+HEIGHT_BINS = 24  # relative-height bins of the whole-set summary (images may differ in size)
 TOP_CHANNELS = 8  # channels per class in the whole-set summary
 
 
@@ -103,9 +103,8 @@ def segmentation_figure(path, image: np.ndarray, pred: np.ndarray, names, palett
                    (f"errors: {100 * (1 - acc):.1f} % of labelled pixels", error_map(pred, label, image, ignore_index))]
     h, w = image.shape[:2]
     n = len(panels)
-    ncol = 2
-    nrow = (n + 1) // 2
-    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * 4.2, nrow * (4.2 * h / w + 0.45) + 1.5), squeeze=False)
+    ncol, nrow = n, 1  # one row: the panels side by side, as wide as the page
+    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * 4.0, 4.0 * h / w + 1.5), squeeze=False)
     for ax, (cap, arr) in zip(axes.flat, panels):
         ax.imshow(arr, interpolation="nearest")
         ax.set_title(cap, fontsize=10)
@@ -119,13 +118,14 @@ def segmentation_figure(path, image: np.ndarray, pred: np.ndarray, names, palett
         from matplotlib.patches import Patch
 
         handles += [Patch(facecolor=(0.9, 0.1, 0.1), label="error"), Patch(facecolor=(0.08, 0.12, 0.35), label="unlabelled")]
-    fig.legend(handles=handles, loc="lower center", ncol=min(7, len(handles)), fontsize=8, frameon=False)
+    per_row = 11
+    fig.legend(handles=handles, loc="lower center", ncol=min(per_row, len(handles)), fontsize=8, frameon=False)
     head = title
     if stats:
         head += f"  (pixel accuracy {100 * stats['pixel_acc']:.1f} %, mIoU {100 * stats['miou']:.1f} %)"
     fig.suptitle(head, fontsize=11)
-    rows_legend = (len(handles) + 6) // 7
-    fig.tight_layout(rect=(0, 0.035 * rows_legend + 0.02, 1, 0.95))
+    rows_legend = (len(handles) + per_row - 1) // per_row
+    fig.tight_layout(rect=(0, min(0.4, 0.09 * rows_legend + 0.02), 1, 0.9))
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return stats
@@ -226,10 +226,16 @@ class ClassHeightSummary:
             self.profile[s] += a @ onehot_bins
         self.rows_per_bin += onehot_bins.sum(0)
 
-    def classes(self, min_fraction: float = 0.002) -> list[int]:
-        """Classes with at least ``min_fraction`` of the pixels, most frequent first."""
+    def classes(self, min_fraction: float = 0.005, most: int = 8) -> list[int]:
+        """The ``most`` most frequent classes with at least ``min_fraction`` of the
+        pixels, ordered from the top of the image down (by median height)."""
         frac = self.pixels / max(1, self.total)
-        return [int(k) for k in np.argsort(-frac) if frac[k] >= min_fraction]
+        keep = [int(k) for k in np.argsort(-frac, kind="stable") if frac[k] >= min_fraction][:most]
+        return sorted(keep, key=lambda k: (self._median_bin(k), k))
+
+    def _median_bin(self, k: int) -> int:
+        cdf = np.cumsum(self.where[k]) / max(self.where[k].sum(), 1e-12)
+        return int(np.searchsorted(cdf, 0.5))
 
     def summary(self) -> dict:
         """Per site and class: the top channels (by attention at the class's pixels
@@ -242,16 +248,15 @@ class ClassHeightSummary:
             mean_all = self.overall[s] / max(1, self.total)
             prof = self.profile[s] / np.maximum(self.rows_per_bin, 1)[None, :]
             site = {}
-            for k in self.classes():
+            for k in self.classes(min_fraction=0.0005, most=self.n_cls):
                 score = self.at_class[s][k] / self.pixels[k] - mean_all
                 top = np.argsort(-score)[: self.top]
                 curve = prof[top].mean(0)
-                cdf = np.cumsum(self.where[k]) / self.where[k].sum()
                 site[self.names[k]] = {
                     "channels": [int(c) for c in top],
                     "attention_by_height": [round(float(v), 4) for v in curve],
                     "peak_height": round(float(centres[int(curve.argmax())]), 3),
-                    "class_median_height": round(float(centres[int(np.searchsorted(cdf, 0.5))]), 3),
+                    "class_median_height": round(float(centres[min(self._median_bin(k), self.bins - 1)]), 3),
                     "gain_at_class": round(float(score[top].mean()), 4),
                 }
             out["sites"][str(s)] = site
@@ -277,16 +282,21 @@ class ClassHeightSummary:
         ax.set_ylim(1, 0)
         ax.grid(alpha=0.3)
         for ax, s in zip(axes[1:], sites):
-            for name, d in summ["sites"][s].items():
-                k = self.names.index(name)
-                ax.plot(d["attention_by_height"], centres, color=np.asarray(self.palette[k]) / 255.0, lw=1.6)
+            for k in classes:
+                d = summ["sites"][s][self.names[k]]
+                colour = np.asarray(self.palette[k]) / 255.0
+                curve = d["attention_by_height"]
+                ax.plot(curve, centres, color=colour, lw=1.8)
+                m = self._median_bin(k)  # where the class is: a dot on its curve at its median height
+                ax.plot([curve[m]], [centres[m]], "o", color=colour, ms=6, mec="black", mew=0.6)
             ax.set_title(f"site {s}: mean attention of each\nclass's top {self.top} channels", fontsize=10)
             ax.set_xlabel("attention")
             ax.grid(alpha=0.3)
         handles = _legend_handles(classes, self.names, self.palette)
         fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False, title="class")
-        fig.suptitle(title or f"height attention by class over {self.images} images", fontsize=11)
-        fig.tight_layout(rect=(0, 0, 0.86, 0.94))
+        fig.suptitle((title or f"height attention by class over {self.images} images") +
+                     "\ndots: each class's median height on its curve", fontsize=11)
+        fig.tight_layout(rect=(0, 0, 0.86, 0.92))
         fig.savefig(path, dpi=100)
         plt.close(fig)
         return summ
