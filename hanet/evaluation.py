@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hanet.inference import InferenceConfig, predict_probs
+from hanet.inference import InferenceConfig
 from hanet.metrics import SegMetrics, band_line
 
 
@@ -274,11 +274,9 @@ def write_json(path: str, metrics: SegMetrics, names: list[str], extra: dict | N
 
 def write_tensorboard(log_dir: str, metrics: SegMetrics, step: int = 0) -> None:
     """mIoU, pixel accuracy and the per-band mIoU as TensorBoard scalars (``eval/...``)."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise ImportError("--tensorboard needs TensorBoard: pip install 'hanet[train]' (or pip install tensorboard)") from None
-    with SummaryWriter(log_dir) as writer:
+    from hanet.tensorboard import summary_writer
+
+    with summary_writer(log_dir) as writer:
         writer.add_scalar("eval/miou", metrics.miou, step)
         writer.add_scalar("eval/pixel_acc", metrics.pixel_acc, step)
         for name, band in metrics.bands.items():

@@ -29,9 +29,9 @@ class RunLogger:
             fh.setFormatter(fmt)
             self.log.addHandler(fh)
             if tensorboard:
-                from torch.utils.tensorboard import SummaryWriter
+                from hanet.tensorboard import summary_writer
 
-                self.tb = SummaryWriter(str(output_dir / "tb"))
+                self.tb = summary_writer(output_dir / "tb")
 
     def info(self, msg: str) -> None:
         self.log.info(msg)
