@@ -1,34 +1,77 @@
 #!/usr/bin/env bash
 # The main job, on a fresh machine: set everything up, generate city scenes in the
-# Cityscapes layout, train the demo (HANet) with torchrun on 2 CPU processes,
-# evaluate it, draw predictions and height attention for the test scenes, train the
-# same demo without HANet (same seed, same budget), and print both val mIoUs.
-# Extra arguments are passed to both trainings as overrides (e.g. train.max_iter=100).
+# Cityscapes layout, train the demo (HANet, train/configs/demo.yaml) with torchrun on 2
+# CPU processes, evaluate it, draw its predictions and height attention for the test
+# scenes, train the same demo without HANet (same seed, same budget), and print both
+# models' val mIoU and pixel accuracy.
+#
+#   bash scripts/demo.sh                  # seed 0: runs/demo_hanet, runs/demo_baseline, pictures
+#   bash scripts/demo.sh --seeds 3        # seeds 0, 1, 2 (runs/demo_{hanet,baseline}_seed1, ...): mean ± spread
+#   bash scripts/demo.sh train.max_iter=100   # any other argument: an override for both trainings
 set -euo pipefail
 cd "$(dirname "$0")/.."
+seeds=1
+args=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --seeds) seeds=$2; shift 2 ;;
+    --seeds=*) seeds=${1#--seeds=}; shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+case $seeds in ''|*[!0-9]*|0) echo "demo.sh: --seeds needs a positive integer, got '$seeds'" >&2; exit 2 ;; esac
 t0=$(date +%s)
 bash scripts/setup.sh
 t_setup=$(( $(date +%s) - t0 ))
 echo "== set-up took ${t_setup} s"
 t1=$(date +%s)
-export OMP_NUM_THREADS=1  # one thread per process: two processes on two cores
+# Two processes on two cores, one thread each (the model's convolutions run in bf16 on
+# the CPU, train.amp in demo.yaml); no data-loading workers (they would compete for the cores).
+export OMP_NUM_THREADS=1
 H=.venv/bin/hanet
 DATA=data/synthetic_cityscapes
-$H make-synthetic-cityscapes "$DATA" --train 80 --val 20 --test 4 --size 256x512 --seed 0
-run() {  # run NAME OVERRIDES...
-  local name=$1; shift
+$H make-synthetic-cityscapes "$DATA" --train 80 --val 20 --test 4 --size 128x256 --seed 0
+run() {  # run NAME SEED OVERRIDES...
+  local name=$1 seed=$2; shift 2
+  local ts; ts=$(date +%s)
   rm -rf "runs/$name"
   .venv/bin/torchrun --standalone --nproc_per_node=2 train/train.py train/configs/demo.yaml \
-    "output_dir=runs/$name" "data.root=$DATA" "$@"
+    "output_dir=runs/$name" "data.root=$DATA" "train.seed=$seed" "$@"
   $H eval "runs/$name/checkpoints/last.pt" "data.root=$DATA" --json "runs/$name/eval.json"
+  echo "== $name: $(( $(date +%s) - ts )) s (training and evaluation)"
 }
-run demo_hanet "$@"
-$H predict runs/demo_hanet/checkpoints/last.pt "$DATA/leftImg8bit/test" --out runs/demo_hanet/pictures
-run demo_baseline "model.hanet=[0,0,0,0,0]" "$@"
-miou() { .venv/bin/python -c "import json,sys; print(f\"{100*json.load(open(sys.argv[1]))['miou']:.2f}\")" "$1"; }
+names=()
+for (( s = 0; s < seeds; s++ )); do
+  suffix=""; [ "$s" -gt 0 ] && suffix="_seed$s"
+  run "demo_hanet$suffix" "$s" "${args[@]}"
+  if [ "$s" -eq 0 ]; then
+    $H predict runs/demo_hanet/checkpoints/last.pt "$DATA/leftImg8bit/test" --out runs/demo_hanet/pictures
+  fi
+  run "demo_baseline$suffix" "$s" "model.hanet=[0,0,0,0,0]" "${args[@]}"
+  names+=("demo_hanet$suffix")
+done
 echo
-echo "== generated-scene val mIoU (same seed, same budget)"
-echo "   HANet    : $(miou runs/demo_hanet/eval.json) %"
-echo "   baseline : $(miou runs/demo_baseline/eval.json) %"
+.venv/bin/python - "${names[@]}" <<'EOF'
+import json, statistics, sys
+rows = []
+for name in sys.argv[1:]:
+    h = json.load(open(f"runs/{name}/eval.json"))
+    b = json.load(open(f"runs/{name.replace('hanet', 'baseline')}/eval.json"))
+    rows.append((name, h, b))
+print(f"== generated-scene val mIoU and pixel accuracy (same seed, same budget; {len(rows)} seed(s))")
+print(f"   {'run (HANet / baseline)':34s} {'HANet mIoU':>10s} {'pix acc':>8s}   {'baseline mIoU':>13s} {'pix acc':>8s}   HANet ahead")
+for name, h, b in rows:
+    print(f"   {name:34s} {100 * h['miou']:9.2f}% {100 * h['pixel_acc']:7.2f}%   {100 * b['miou']:12.2f}% "
+          f"{100 * b['pixel_acc']:7.2f}%   {100 * (h['miou'] - b['miou']):+.2f}")
+if len(rows) > 1:
+    def ms(vals):
+        vals = [100 * v for v in vals]
+        return f"{statistics.mean(vals):6.2f} ± {statistics.stdev(vals):4.2f} (min {min(vals):.2f}, max {max(vals):.2f})"
+    print(f"   mean ± sd over {len(rows)} seeds:")
+    print(f"     HANet    mIoU {ms([h['miou'] for _, h, _ in rows])}   pixel acc {ms([h['pixel_acc'] for _, h, _ in rows])}")
+    print(f"     baseline mIoU {ms([b['miou'] for _, _, b in rows])}   pixel acc {ms([b['pixel_acc'] for _, _, b in rows])}")
+    ahead = sum(h["miou"] > b["miou"] for _, h, b in rows)
+    print(f"     HANet ahead on {ahead} of {len(rows)} seeds")
+EOF
 echo "   pictures : runs/demo_hanet/pictures/index.html"
 echo "== set-up ${t_setup} s; demo $(( $(date +%s) - t1 )) s"
