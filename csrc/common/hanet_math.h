@@ -31,7 +31,7 @@ HANET_HD bool fits_31_bits(int64_t a, int64_t b) {
 // products of 2^62 and more take it.
 HANET_HD unsigned __int128 udiv128(unsigned __int128 p, unsigned __int128 c) {
   unsigned __int128 q = 0, r = 0;
-#if defined(__CUDACC__)
+#if defined(__CUDA_ARCH__)
 #pragma unroll 1
 #endif
   for (int i = 127; i >= 0; --i) {
