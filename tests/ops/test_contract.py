@@ -84,11 +84,14 @@ class Maker:
         if op in ("height_interp", "height_interp_backward"):
             a, what = self.broken_tensor([B, C, h], dt)
             return op, (a, self.size()), what
-        feat, what = self.broken_tensor([B, C, H, W], dt)
         lshape = [B, C, h]
-        if self.rng.random() < 0.25:
+        if self.rng.random() < 0.25:  # a batch or channel mismatch alone
             lshape[self.rng.randrange(2)] += 1
-        logits, lwhat = self.broken_tensor(lshape, dt) if self.rng.random() < 0.3 else (self.t(lshape, dt), "ok")
+            feat, what = self.t([B, C, H, W], dt, self.rng.random() < 0.5), "mismatch"
+            logits, lwhat = self.t(lshape, dt), "ok"
+        else:
+            feat, what = self.broken_tensor([B, C, H, W], dt)
+            logits, lwhat = self.broken_tensor(lshape, dt) if self.rng.random() < 0.3 else (self.t(lshape, dt), "ok")
         if op == "attention_rescale":
             return op, (feat, logits), f"{what}/{lwhat}"
         gshape = list(feat.shape) if self.rng.random() < 0.8 else self.dims(4)
