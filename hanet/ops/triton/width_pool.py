@@ -23,7 +23,7 @@ from .common import (NAMESPACE, Launch, Plan, acc_constexpr, acc_dtype, cdiv, ch
                      layout_of, mean_div, nhwc_blocks, nhwc_program, nhwc_rows, next_pow2, outputs, pick_block,
                      rows_block, run, split_extent, split_rows, tile_elems, validate, warps)
 
-_BIG = 0x7FFFFFFFFFFFFFFF  # past any int64 position
+_BIG = tl.constexpr(0x7FFFFFFFFFFFFFFF)  # past any int64 position (jit globals must be constexpr)
 
 
 @triton.jit
