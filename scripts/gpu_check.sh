@@ -41,7 +41,7 @@ for s in $STEPS; do
     step tests
     TRITON_INTERPRET=0 HANET_REQUIRE_GPU=1 timeout "${TEST_TIMEOUT:-240}" $PY -m pytest -q -p no:cacheprovider \
       --rootdir=. -c pyproject.toml -n "${TEST_WORKERS:-8}" --tb=line -rf --durations=5 \
-      tests/test_gpu.py tests/test_cuda_build.py tests/test_index_bounds.py >"$OUT/tests.log" 2>&1 || status=1
+      tests/test_gpu.py tests/test_cuda_build.py tests/test_index_bounds.py tests/test_no_host_sync.py >"$OUT/tests.log" 2>&1 || status=1
     grep -E "^(FAILED|ERROR)|passed|failed|error" "$OUT/tests.log" | tail -30
     ;;
   ops)
