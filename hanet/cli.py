@@ -180,9 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     sb.set_defaults(func=_submit)
 
     pr = sub.add_parser("predict", help="segment images, folders or globs; draw masks and height attention",
-                        description="Runs a checkpoint on images (files, folders, globs; no dataset needed) and "
-                                    "writes for each a colour mask, an overlay, each HANet site's height attention "
-                                    "(rows x channels) and a per-class summary, plus index.html. Works on CPU.")
+                        description="Runs a checkpoint on images (files, folders, globs; no dataset needed), one "
+                                    "forward pass per image, and writes for each a colour mask, an overlay (with "
+                                    "ground truth and error map where Cityscapes-layout labels exist), each HANet "
+                                    "site's height attention (rows x channels heat map ordered by peak row, per-row "
+                                    "mean curves), plus, over all images, the attention of each class's top "
+                                    "channels against height, and index.html. Works on CPU; the figures need "
+                                    "hanet[vis] (matplotlib).")
     pr.add_argument("checkpoint")
     pr.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
     pr.add_argument("--out", required=True, help="output folder")
