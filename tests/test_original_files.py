@@ -41,14 +41,7 @@ TRUNK = ("layer0.", "layer1.", "layer2.", "layer3.", "layer4.")
 SNAPSHOT_FLAGS = " --snapshot ./logs/0101/r101_os8_hanet_best/last_epoch_40_mean-iu_0.81000.pth --restore_optimizer"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """These tests move big tensors around on a few shared cores, where a second
-    intra-op thread mostly waits; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _logits(model, seed=0, size=(32, 32)):

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 import hanet
@@ -19,13 +18,7 @@ STD = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny convolutions: one thread is faster, and steadier on a shared 2-core machine
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +57,7 @@ class Forwards:
 
 
 def test_normalisation_equals_the_literal_imagenet_formula_and_the_datasets():
-    from hanet.data import ImageFolder, eval_transforms
+    from hanet.data import eval_transforms
 
     seg = hanet.Segmenter(build_model("deeplabv3plus_shufflenetv2_os16", hanet=[0, 0, 0, 0, 0]))
     rgb = np.zeros((2, 3, 3), np.uint8)
