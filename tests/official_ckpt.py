@@ -1,5 +1,5 @@
 """Builds synthetic checkpoints in the official HANet file format from the key
-lists in shared/spec/official_keys/ (random values, every layout quirk of a real
+lists in tests/data/official_keys/ (random values, every layout quirk of a real
 file: `module.` prefixes, numpy float64 mean_iu, --local_rank=0 in the command,
 optimizer_at/scheduler_at entries, an aux head), and on request the rest of what
 the original's files can hold: its loss buffers (``criterion.weight`` ...), real SGD
@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "spec" / "official_keys"
+SPEC = Path(__file__).resolve().parent / "data" / "official_keys"  # see tests/data/README.md
 
 
 def spec_file(name: str) -> Path:
     path = SPEC / f"{name}.json"
     if not path.exists():
-        raise FileNotFoundError(f"spec key list not found: {path} (shared/ must sit beside the repository)")
+        raise FileNotFoundError(f"spec key list not found: {path} (tests/data/official_keys/ of the repository)")
     return path
 
 

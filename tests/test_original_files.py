@@ -12,7 +12,7 @@
   original's --snapshot does, and the rest is reported by name.
 
 The files are built here, nothing is downloaded: the best recipe's and the CSAIL
-ResNet-101's keys come from the key lists in shared/spec/official_keys/; ImageNet
+ResNet-101's keys come from the key lists in tests/data/official_keys/; ImageNet
 files from torchvision's constructors; the loss-flag matrix and the Mapillary-style
 snapshots (no spec lists those configurations) from our model of that configuration.
 """
