@@ -89,7 +89,7 @@ except hops.BackendUnavailableError as e:
 """
 
 
-def test_cuda_kernels_without_an_image_for_the_gpu_fall_back_with_one_warning():
+def test_cuda_kernels_without_an_image_for_the_gpu_fall_back_with_one_warning(tmp_path):
     """Built with CUDA but run on a GPU the cubins/PTX do not cover: importing hanet.ops
     warns once, the default backend becomes triton (or the reference), and asking for
     cuda names the reason, instead of a "no kernel image" error at the first call."""
@@ -103,8 +103,10 @@ def test_cuda_kernels_without_an_image_for_the_gpu_fall_back_with_one_warning():
         pytest.skip("hanet._C built without CUDA kernels")
     env = dict(os.environ)
     env.pop("TRITON_INTERPRET", None)
+    # cwd outside the repository: `python -c` puts the cwd first on sys.path, and the source
+    # tree's hanet/ has no built extension; the child must import the hanet this process did.
     proc = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, env=env,
-                          timeout=300)
+                          timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
     assert out["WARNINGS"] == "1", proc.stdout

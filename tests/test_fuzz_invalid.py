@@ -57,8 +57,13 @@ def test_invalid_calls_raise_named_errors_without_crash_or_hang(tmp_path):
     # built extension), never a source tree without it.
     import hanet
 
+    import site
+
     package_root = str(Path(hanet.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join([package_root, str(HERE)])
+    # An installed hanet is found by the child's own sys.path; putting site-packages on
+    # PYTHONPATH would move it before the standard library (and its legacy typing.py in).
+    paths = [str(HERE)] if package_root in map(str, site.getsitepackages()) else [package_root, str(HERE)]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
     start = time.perf_counter()
     hang, proc = False, None
     try:
