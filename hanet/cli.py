@@ -28,7 +28,7 @@ def _train(args) -> int:
 
 
 def _make_synthetic(args) -> int:
-    from hanet.data import make_synthetic_cityscapes
+    from hanet.synthetic import make_synthetic_cityscapes
 
     h, w = _parse_size(args.size)
     out = make_synthetic_cityscapes(args.out, train=args.train, val=args.val, test=args.test, size=(h, w),

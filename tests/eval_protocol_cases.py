@@ -46,7 +46,7 @@ def official_file(path: Path, calibration: Image.Image) -> Path:
 
 def scene(root: Path, size: tuple[int, int]) -> Image.Image:
     """The first generated validation scene of the given size."""
-    from hanet.data import make_synthetic_cityscapes
+    from hanet.synthetic import make_synthetic_cityscapes
 
     out = make_synthetic_cityscapes(root / f"scenes_{size[0]}x{size[1]}", train=0, val=1, size=size, seed=3)
     return Image.open(next((out / "leftImg8bit" / "val").rglob("*.png"))).convert("RGB")

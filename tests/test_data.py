@@ -13,7 +13,8 @@ from PIL import Image
 from hanet.data import (CITYSCAPES, CLASS_NAMES, LABEL_TO_TRAIN, PALETTE, TRAIN_TO_LABEL, BadFileError,
                         BDD100KDataset, CityscapesDataset, ClassTable, CorruptFileError, DatasetNotFoundError,
                         FolderDataset, ImageFolder, SizeMismatchError, build_dataset, eval_transforms,
-                        load_class_table, make_synthetic_cityscapes, train_to_label_ids, train_transforms)
+                        load_class_table, train_to_label_ids, train_transforms)
+from hanet.synthetic import make_synthetic_cityscapes
 
 SIZE = (128, 256)
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
-from hanet.data import CityscapesDataset, UniformClassDataset, make_synthetic_cityscapes, tile_centroids
+from hanet.data import CityscapesDataset, UniformClassDataset, tile_centroids
 from hanet.data.transforms import Compose, RandomCrop, RandomHorizontalFlip, ToTensorNormalize
+from hanet.synthetic import make_synthetic_cityscapes
 from hanet.data.uniform_sampling import cache_path, class_centroids
 
 TILE = 64

@@ -17,7 +17,8 @@ TRAIN_EXTRA = ["tensorboard", "cityscapesscripts"]  # pyproject.toml [project.op
 EXPORT_EXTRA = ["onnx", "onnxscript", "onnxruntime"]  # ... export
 VIS_EXTRA = ["matplotlib"]  # ... vis
 RUNTIME_MODULES = ["hanet", "hanet.models", "hanet.inference", "hanet.inference_original", "hanet.data",
-                   "hanet.evaluation", "hanet.segmenter", "hanet.predict", "hanet.export", "hanet.cli"]
+                   "hanet.synthetic", "hanet.evaluation", "hanet.segmenter", "hanet.predict", "hanet.export",
+                   "hanet.cli"]
 
 CHILD = r'''
 import contextlib, importlib, io, json, sys

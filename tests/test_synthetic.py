@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from cityscapesscripts.preparation.json2labelImg import createLabelImage
 from PIL import Image
 
 from hanet.data.labels import LABEL_COLOURS, LABEL_TO_TRAIN, PALETTE
-from hanet.data.synthetic import CITIES, image_names, main, make_synthetic_cityscapes
+from hanet.synthetic import CITIES, image_names, main, make_synthetic_cityscapes
 
 SIZE = (128, 256)
 COUNTS = {"train": 20, "val": 4, "test": 2}
@@ -176,3 +178,36 @@ def test_cli_and_argument_errors(tmp_path, capsys):
         make_synthetic_cityscapes(tmp_path / "x", train=1, val=0, size=(8, 8))
     with pytest.raises(ValueError, match="seed"):
         make_synthetic_cityscapes(tmp_path / "x", train=1, val=0, seed=-1)
+
+
+def _tree(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_the_old_import_paths_are_aliases():
+    import hanet.data
+    import hanet.data.synthetic as old
+    import hanet.synthetic as new
+
+    assert hanet.data.make_synthetic_cityscapes is new.make_synthetic_cityscapes
+    for name in ("CITIES", "FRAME", "image_name", "image_names", "main", "make_synthetic_cityscapes", "write_sample"):
+        assert getattr(old, name) is getattr(new, name), name
+    assert "make_synthetic_cityscapes" in hanet.data.__all__
+
+
+def test_hanet_data_does_not_import_the_generator():
+    code = "import sys, hanet.data; print(sorted(m for m in sys.modules if 'synthetic' in m))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("module", ["hanet.synthetic", "hanet.data.synthetic"])
+def test_python_m_writes_the_same_files(module, tmp_path):
+    args = ["--train", "2", "--val", "1", "--test", "1", "--size", "32", "64", "--seed", "5"]
+    proc = subprocess.run([sys.executable, "-m", module, str(tmp_path / "cli"), *args], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote 4 images (32x64)" in proc.stdout and "RuntimeWarning" not in proc.stderr
+    want = make_synthetic_cityscapes(tmp_path / "api", train=2, val=1, test=1, size=(32, 64), seed=5)
+    assert len(_tree(want)) == 4 * 5
+    assert _tree(tmp_path / "cli") == _tree(want)

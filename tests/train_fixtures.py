@@ -28,7 +28,7 @@ TINY_OVERRIDES = [
 
 @pytest.fixture(scope="session")
 def tiny_cityscapes(tmp_path_factory) -> Path:
-    from hanet.data import make_synthetic_cityscapes
+    from hanet.synthetic import make_synthetic_cityscapes
 
     root = tmp_path_factory.mktemp("tiny_cityscapes")
     make_synthetic_cityscapes(root, train=8, val=2, test=2, size=(64, 128), seed=3)

@@ -1,5 +1,6 @@
-"""Data for HANet: datasets, joint transforms carrying the row-position map, class-uniform
-sampling, and a synthetic Cityscapes-layout generator.
+"""Data for HANet: datasets, joint transforms carrying the row-position map and class-uniform
+sampling.  The synthetic Cityscapes-layout generator is :mod:`hanet.synthetic`
+(``make_synthetic_cityscapes`` here is an alias of it, imported on first use).
 
 Datasets return dicts ``{"image", "label", "pos_h", "name", "path"}``: ``label`` int64
 train ids (255 ignored), ``pos_h`` int64 row positions, ``(row * 1024 // H) // 8`` of
@@ -41,9 +42,10 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # Imported on first use, so that `python -m hanet.data.synthetic` runs the module once.
+    # An alias of hanet.synthetic's, imported on first use: the generator builds on this
+    # package (the label tables), so hanet.data does not import it at import time.
     if name == "make_synthetic_cityscapes":
-        from .synthetic import make_synthetic_cityscapes
+        from hanet.synthetic import make_synthetic_cityscapes
 
         return make_synthetic_cityscapes
     raise AttributeError(f"module 'hanet.data' has no attribute {name!r}")

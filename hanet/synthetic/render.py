@@ -13,8 +13,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .cityscapes_labels import NAME_TO_LABEL as name2label
-from .synthetic_shapes import SceneObject, look
+from hanet.data.cityscapes_labels import NAME_TO_LABEL as name2label
+
+from .shapes import SceneObject, look
 
 
 def _smooth_noise(rng, h, w, rows) -> np.ndarray:

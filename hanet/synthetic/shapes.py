@@ -2,7 +2,7 @@
 labelled polygon record, polygon clipping/rounding, and shape templates.
 
 A look is a base RGB colour plus the amplitudes of the texture fields in ``FIELDS``
-(see :mod:`hanet.data.synthetic_render`).  Templates give outlines in object units:
+(see :mod:`hanet.synthetic.render`).  Templates give outlines in object units:
 u in [-0.5, 0.5] across, v in [0, 1] up from the ground.
 """
 from __future__ import annotations

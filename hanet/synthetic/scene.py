@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .synthetic_render import render
-from .synthetic_shapes import (BOX_REAR, BUS_SIDE, CAR_REAR, CAR_SIDE, MOTO_REAR, PERSON, RIDER, TRUCK_SIDE,
-                               TWO_WHEELER_SIDE, SceneObject, clip_polygon, ellipse, look, rect, template)
+from .render import render
+from .shapes import (BOX_REAR, BUS_SIDE, CAR_REAR, CAR_SIDE, MOTO_REAR, PERSON, RIDER, TRUCK_SIDE,
+                     TWO_WHEELER_SIDE, SceneObject, clip_polygon, ellipse, look, rect, template)
 
 # Classes forced into image i in turn (i % len), so that any run of this many
 # images shows every rare class at least once.
