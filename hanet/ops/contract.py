@@ -235,8 +235,15 @@ def _pool_setup(ctx, inputs, output):
 
 def _pool_grad(ops, ctx, grad_out, _grad_indices):
     (indices,) = ctx.saved_tensors
-    return (ops.width_pool_backward(grad_out, indices, ctx.height, ctx.width, ctx.mode,
-                                    ctx.channels_last), None, None)
+    if ctx.mode == "max":
+        return (ops.width_pool_backward(grad_out, indices, ctx.height, ctx.width, ctx.mode,
+                                        ctx.channels_last), None, None)
+    # The mean-pool gradient is constant along W: compute it per row, (B, C, H, 1) from
+    # the kernel at width 1 with grad / W, and expand it over W with stride 0.  Autograd
+    # then adds it into x's other gradients in one pass, with no dense (B, C, H, W)
+    # tensor written first.
+    rows = ops.width_pool_backward(grad_out / ctx.width, indices, ctx.height, 1, "mean", False)
+    return rows.expand(-1, -1, -1, ctx.width), None, None
 
 
 def _pool_backward_setup(ctx, inputs, output):

@@ -247,3 +247,24 @@ def test_empty_batch_width_pool(backend, layout, mode):
     assert out.shape == reference.width_pool(x.detach(), 4, mode).shape
     (gx,) = torch.autograd.grad(out.sum(), x)
     assert gx.shape == x.shape
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("backend", KERNELS)
+def test_mean_pool_gradient_is_a_stride0_row_gradient(backend, layout):
+    """The mean-pool gradient is constant along W, so it is returned as a (B, C, H, 1) row
+    gradient expanded with stride 0 (no dense tensor written); it equals the reference's,
+    alone and added into the gradient x gets from another use (as x_low in a model)."""
+    x = make((2, 3, 12, 5), torch.float64, layout, seed=11).requires_grad_()
+    g = make((2, 3, 5), torch.float64, "nchw", seed=12)  # 5 overlapping bins over 12 rows
+    (gx,) = torch.autograd.grad(hops.width_pool(x, 5, "mean", backend=backend), x, g)
+    assert gx.stride(3) == 0 and gx.shape == x.shape
+    (want,) = torch.autograd.grad(reference.width_pool(x, 5, "mean"), x, g)
+    torch.testing.assert_close(gx, want, rtol=1e-12, atol=1e-12)
+    # row 0 lies in bin 0 only (rows 0-2 of 12): its gradient is g[..., 0] / (3 rows * 5 columns)
+    torch.testing.assert_close(gx[:, :, 0, 2], g[:, :, 0] / 15, rtol=1e-12, atol=1e-12)
+
+    other = make(x.shape, torch.float64, layout, seed=13)
+    x.grad = None
+    (hops.width_pool(x, 5, "mean", backend=backend) * g).sum().add((x * other).sum()).backward()
+    torch.testing.assert_close(x.grad, want + other, rtol=1e-12, atol=1e-12)
