@@ -1,19 +1,24 @@
-"""Micro-benchmarks of the three HANet ops at the shapes of DeepLabV3+ R101-OS8.
+"""Micro-benchmarks of the HANet ops at the shapes of DeepLabV3+ R101-OS8.
 
 For each op, backend and dtype: median forward and forward+backward time,
 effective GB/s (bytes the fused kernel must move / time), speed-up over the eager
 reference and over torch.compile(reference), and the fraction of the streaming
 bound: the time the simplest PyTorch kernels take to move the same bytes in the
 same run (rescale fwd+bwd: feat*2, grad*2, feat.sum(); pool fwd+bwd: x.sum(),
-empty_like(x).fill_(1)), divided by the op's time.
+empty_like(x).fill_(1); pool whose gradient is added into an existing x.grad, as
+x_low's is in a model ("width_pool_acc"): x.sum(), g.add_(1)), divided by the op's time.
+All of these (bound kernels, eager, compile, every backend; forward and fwd+bwd) are
+timed in the same interleaved rounds (--reps rounds, each starting from another
+candidate), and the medians over rounds are reported.
 
 Physical columns: "% copy" is the minimum bytes the op must move (rescale fwd+bwd:
-read feat, write out, read grad and feat, write grad_feat; pool: read x, write grad_x)
-over the op's fwd+bwd time, as a fraction of the copy bandwidth measured in the same
-run (a large device-to-device copy on a GPU, memcpy on CPU: bytes read + written over
-its time).  "host us" is the host time per forward call (calls issued back to back, no
-synchronisation inside the loop: on CPU that is the whole call); "kern ms" the forward's
-device time from a CUDA graph replay (triton.testing.do_bench_cudagraph; GPU only).
+read feat, write out, read grad and feat, write grad_feat; pool: read x, write grad_x;
+pool_acc: read x, read and write x.grad) over the op's fwd+bwd time, as a fraction of
+the copy bandwidth measured in the same run (a large device-to-device copy on a GPU,
+memcpy on CPU: bytes read + written over its time), so at most 100 %.  "host us" is
+the host time per forward call (calls issued back to back, no synchronisation inside
+the loop: on CPU that is the whole call); "kern ms" the forward's device time from a
+CUDA graph replay (triton.testing.do_bench_cudagraph; GPU only).
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ import torch
 import hanet.ops as hops
 from hanet.ops import reference
 
-from .timing import median_ms
+from .timing import interleaved_ms, median_ms
 
 # HANet sites of DeepLabV3+ ResNet-101 OS8 at a 768x768 crop, batch 2.
 POOL_SHAPES = [(2, 1024, 96, 96), (2, 2048, 96, 96), (2, 1280, 96, 96), (2, 304, 192, 192)]
@@ -52,15 +57,6 @@ class Row:
     host_us: float | None = None  # host time per forward call
     kernel_fwd_ms: float | None = None  # forward device time (CUDA graph replay), GPU only
     extra: dict = field(default_factory=dict)
-
-
-def _fwd_bwd(fn, inputs, grad):
-    def step():
-        for t in inputs:
-            t.grad = None
-        fn(*inputs).backward(grad)
-
-    return step
 
 
 def copy_bandwidth(device: torch.device, reps: int = 7) -> float:
@@ -98,73 +94,95 @@ def kernel_ms(fn, device: torch.device) -> float | None:
         return None
 
 
-def _bench_case(op, shape, dtype, backends, device, with_compile, reps, copy_bps=None):
+OPS = ("attention_rescale", "width_pool", "width_pool_acc", "width_pool_max")
+
+
+def _case(op, shape, dtype, device):
+    """Inputs, gradient, reference, our op per backend, minimum bytes and the streaming
+    bound's kernels of one bench case."""
     B, C, H, W = shape
     n_bytes_el = torch.tensor([], dtype=dtype).element_size()
     feat = torch.randn(shape, device=device, dtype=dtype).requires_grad_()
+    c = {"inputs": [feat], "accumulate": False}
     if op == "attention_rescale":
         logits = torch.randn((B, C, ROWS), device=device, dtype=dtype).requires_grad_()
-        inputs = [feat, logits]
-        grad = torch.randn(shape, device=device, dtype=dtype)
-        ref_fn = reference.attention_rescale
-        ours = lambda b: (lambda f, l: hops.attention_rescale(f, l, backend=b))  # noqa: E731
+        c["inputs"] = [feat, logits]
+        c["grad"] = torch.randn(shape, device=device, dtype=dtype)
+        c["ref"] = reference.attention_rescale
+        c["ours"] = lambda b: (lambda f, l: hops.attention_rescale(f, l, backend=b))  # noqa: E731
         # fused: fwd reads feat, writes out; bwd reads grad and feat, writes grad_feat
-        traffic = 5 * feat.numel() * n_bytes_el
-        f2, g2 = feat.detach(), grad
-        bound_fns = [lambda: f2 * 2, lambda: g2 * 2, lambda: f2.sum()]
-        fwd_bound_fns = [lambda: f2 * 2]
+        c["traffic"] = 5 * feat.numel() * n_bytes_el
+        f2, g2 = feat.detach(), c["grad"]
+        c["bound"] = [lambda: f2 * 2, lambda: g2 * 2, lambda: f2.sum()]
+        c["fwd_bound"] = [lambda: f2 * 2]
+        return c
+    mode = "max" if op == "width_pool_max" else "mean"
+    c["grad"] = torch.randn((B, C, ROWS), device=device, dtype=dtype)
+    c["ref"] = lambda x: reference.width_pool(x, ROWS, mode)  # noqa: E731
+    c["ours"] = lambda b: (lambda x: hops.width_pool(x, ROWS, mode, backend=b))  # noqa: E731
+    x2 = feat.detach()
+    c["fwd_bound"] = [lambda: x2.sum()]
+    if op == "width_pool_acc":
+        # As in a model: x (x_low) already holds a gradient from its other use, and the
+        # pool's gradient is added into it.  Minimum: read x; read and write x.grad.
+        c["accumulate"] = True
+        feat.grad = torch.zeros_like(feat)
+        g_buf = torch.zeros_like(x2)
+        c["traffic"] = 3 * feat.numel() * n_bytes_el
+        c["bound"] = [lambda: x2.sum(), lambda: g_buf.add_(1)]
     else:
-        mode = "max" if op == "width_pool_max" else "mean"
-        inputs = [feat]
-        grad = torch.randn((B, C, ROWS), device=device, dtype=dtype)
-        ref_fn = lambda x: reference.width_pool(x, ROWS, mode)  # noqa: E731
-        ours = lambda b: (lambda x: hops.width_pool(x, ROWS, mode, backend=b))  # noqa: E731
-        traffic = 2 * feat.numel() * n_bytes_el  # fwd reads x; bwd writes grad_x
-        x2 = feat.detach()
-        bound_fns = [lambda: x2.sum(), lambda: torch.empty_like(x2).fill_(1)]
-        fwd_bound_fns = [lambda: x2.sum()]
+        c["traffic"] = 2 * feat.numel() * n_bytes_el  # fwd reads x; bwd writes grad_x
+        c["bound"] = [lambda: x2.sum(), lambda: torch.empty_like(x2).fill_(1)]
+    return c
 
-    def timed(fn):
-        fwd = median_ms(lambda: fn(*[t.detach() for t in inputs]), device, reps=reps)
-        fb = median_ms(_fwd_bwd(fn, inputs, grad), device, reps=reps)
-        return fwd, fb
 
-    def physical(row, fn):
-        detached = [t.detach() for t in inputs]
-        call = lambda: fn(*detached)  # noqa: E731
-        if copy_bps:
-            row.frac_copy_bw = traffic / (row.fwd_bwd_ms * 1e-3) / copy_bps
-        row.host_us = host_us_per_call(call, device)
-        row.kernel_fwd_ms = kernel_ms(call, device)
-        return row
+def _fwd_bwd(fn, inputs, grad, accumulate=False):
+    def step():
+        if not accumulate:
+            for t in inputs:
+                t.grad = None
+        fn(*inputs).backward(grad)
 
-    bound_ms = sum(median_ms(f, device, reps=reps) for f in bound_fns)
-    fwd_bound_ms = sum(median_ms(f, device, reps=reps) for f in fwd_bound_fns)
-    eager_fwd, eager_fb = timed(ref_fn)
-    rows = []
-    compiled_fb = None
+    return step
+
+
+def _bench_case(op, shape, dtype, backends, device, with_compile, reps, copy_bps=None):
+    c = _case(op, shape, dtype, device)
+    inputs, grad, traffic = c["inputs"], c["grad"], c["traffic"]
+    detached = [t.detach() for t in inputs]
+    fns = {f"bound{i}": f for i, f in enumerate(c["bound"])}
+    fns.update({f"fwd_bound{i}": f for i, f in enumerate(c["fwd_bound"])})
+    candidates = {"eager reference": c["ref"]}
     if with_compile:
         torch._dynamo.reset()
-        compiled = torch.compile(ref_fn, fullgraph=True)
-        c_fwd, compiled_fb = timed(compiled)
-        rows.append(Row(op, "x".join(map(str, shape)), str(dtype).replace("torch.", ""),
-                        "compile(reference)", c_fwd, compiled_fb, traffic / compiled_fb / 1e6,
-                        eager_fb / compiled_fb, 1.0, bound_ms / compiled_fb))
-    rows.insert(0, Row(op, "x".join(map(str, shape)), str(dtype).replace("torch.", ""),
-                       "eager reference", eager_fwd, eager_fb, traffic / eager_fb / 1e6, 1.0,
-                       compiled_fb / eager_fb if compiled_fb else None, bound_ms / eager_fb))
-    physical(rows[0], ref_fn)
+        candidates["compile(reference)"] = torch.compile(c["ref"], fullgraph=True)
     for b in backends:
-        if b == "reference":
-            continue
-        fwd, fb = timed(ours(b))
-        rows.append(physical(Row(op, "x".join(map(str, shape)), str(dtype).replace("torch.", ""), b,
-                                 fwd, fb, traffic / fb / 1e6, eager_fb / fb,
-                                 compiled_fb / fb if compiled_fb else None, bound_ms / fb,
-                                 extra={"fwd_frac_stream_bound": fwd_bound_ms / fwd}), ours(b)))
-    for r in rows:
-        r.extra.setdefault("stream_bound_ms", bound_ms)
-        r.extra.setdefault("fwd_stream_bound_ms", fwd_bound_ms)
+        if b != "reference":
+            candidates[b] = c["ours"](b)
+    for name, fn in candidates.items():
+        fns[f"{name} fwd"] = lambda fn=fn: fn(*detached)
+        fns[f"{name} f+b"] = _fwd_bwd(fn, inputs, grad, c["accumulate"])
+    # every candidate and the bound's kernels in the same interleaved rounds
+    ms = interleaved_ms(fns, device, rounds=reps)
+    bound_ms = sum(ms[f"bound{i}"] for i in range(len(c["bound"])))
+    fwd_bound_ms = sum(ms[f"fwd_bound{i}"] for i in range(len(c["fwd_bound"])))
+    eager_fb = ms["eager reference f+b"]
+    compiled_fb = ms.get("compile(reference) f+b")
+    label = ("x".join(map(str, shape)), str(dtype).replace("torch.", ""))
+    rows = []
+    for name, fn in candidates.items():
+        fwd, fb = ms[f"{name} fwd"], ms[f"{name} f+b"]
+        row = Row(op, *label, name, fwd, fb, traffic / fb / 1e6, eager_fb / fb,
+                  compiled_fb / fb if compiled_fb else None, bound_ms / fb,
+                  extra={"stream_bound_ms": bound_ms, "fwd_stream_bound_ms": fwd_bound_ms,
+                         "fwd_frac_stream_bound": fwd_bound_ms / fwd, "rounds": reps})
+        if copy_bps:
+            row.frac_copy_bw = traffic / (fb * 1e-3) / copy_bps
+        if name != "compile(reference)":
+            call = lambda fn=fn: fn(*detached)  # noqa: E731
+            row.host_us = host_us_per_call(call, device)
+            row.kernel_fwd_ms = kernel_ms(call, device)
+        rows.append(row)
     return rows
 
 
@@ -191,15 +209,17 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated, e.g. float32,bfloat16")
-    p.add_argument("--ops", default="attention_rescale,width_pool,width_pool_max",
-                   help="comma-separated subset of attention_rescale,width_pool,width_pool_max")
+    p.add_argument("--ops", default=",".join(OPS),
+                   help="comma-separated subset of " + ",".join(OPS) + " (width_pool_acc: the "
+                        "pool's gradient added into an existing x.grad, as in a model)")
     p.add_argument("--backends", default=None,
                    help="comma-separated; default: every backend available for the device "
                         "(the Triton interpreter is never timed)")
     p.add_argument("--shapes", choices=["full", "first"], default="full",
                    help="'first': only the first shape of each op (quick)")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile(reference)")
-    p.add_argument("--reps", type=int, default=7)
+    p.add_argument("--reps", type=int, default=15,
+                   help="interleaved rounds per case (medians over rounds)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = p.parse_args(argv)
 
@@ -216,7 +236,7 @@ def main(argv=None):
     print(HEADER)
     print("-" * len(HEADER))
     for op in args.ops.split(","):
-        if op not in ("attention_rescale", "width_pool", "width_pool_max"):
+        if op not in OPS:
             p.error(f"unknown op {op!r}")
         shapes = RESCALE_SHAPES if op == "attention_rescale" else POOL_SHAPES
         shapes = shapes[:1] if args.shapes == "first" else shapes
