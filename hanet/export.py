@@ -3,8 +3,9 @@
 
 Both take a normalised image batch ``images`` (B, 3, H, W) (ImageNet mean/std, as
 :class:`hanet.Segmenter` prepares it) treated as whole frames, and return ``logits``
-(B, classes, H, W).  Batch, height and width are dynamic (``size`` is only the example
-input the graph is traced with).
+(B, classes, H, W): the ``logits`` field of the model's
+:class:`~hanet.models.SegmentationOutput` (:func:`logits_only`).  Batch, height and
+width are dynamic (``size`` is only the example input the graph is traced with).
 
 * ONNX: the fused HANet ops (``torch.ops.hanet.*``) are translated into standard ONNX
   operators (:mod:`hanet.onnx_ops`), so onnxruntime runs the model on the CPU.  Where
@@ -48,6 +49,41 @@ def with_backend(model: torch.nn.Module, backend: str | None) -> torch.nn.Module
     return model
 
 
+class LogitsOnly(torch.nn.Module):
+    """`model` as exported: ``images -> logits``, the one tensor of the model's
+    :class:`~hanet.models.SegmentationOutput` (eval mode: no aux logits, no attention).
+
+    The model's submodules, parameters and buffers are registered here under their own
+    names (the model itself is not a submodule), so the exported weights keep the
+    model's names (``layer0.0.0.weight``, not ``model.layer0.0.0.weight``)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        object.__setattr__(self, "wrapped", model)  # not registered: no "wrapped." prefix on the names
+        for name, child in model.named_children():
+            self.add_module(name, child)
+        for name, p in model.named_parameters(recurse=False):
+            self.register_parameter(name, p)
+        for name, b in model.named_buffers(recurse=False):
+            self.register_buffer(name, b)
+        self.training = model.training  # export looks at the top module's mode
+
+    def train(self, mode: bool = True) -> "LogitsOnly":
+        super().train(mode)
+        self.wrapped.train(mode)
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        from hanet.models import logits_of
+
+        return logits_of(self.wrapped(images))
+
+
+def logits_only(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` wrapped to return the logits tensor (once: a wrapped model stays as it is)."""
+    return model if isinstance(model, LogitsOnly) else LogitsOnly(model)
+
+
 def example_input(model: torch.nn.Module, size: tuple[int, int], batch: int = 2) -> torch.Tensor:
     device = next(model.parameters()).device
     return torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device)
@@ -84,8 +120,8 @@ def to_onnx(model: torch.nn.Module, out: str | Path, size: tuple[int, int], opse
         kwargs.update(dynamic_shapes=_dynamic(size=False))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    program = torch.onnx.export(model, (example_input(model, size),), dynamo=True, input_names=["images"],
-                                output_names=["logits"], optimize=True, verbose=False, **kwargs)
+    program = torch.onnx.export(logits_only(model), (example_input(model, size),), dynamo=True,
+                                input_names=["images"], output_names=["logits"], optimize=True, verbose=False, **kwargs)
     program.save(str(out))
     return out
 
@@ -93,7 +129,7 @@ def to_onnx(model: torch.nn.Module, out: str | Path, size: tuple[int, int], opse
 def to_exported_program(model: torch.nn.Module, out: str | Path, size: tuple[int, int]) -> Path:
     """Writes ``torch.export.export(model)`` to `out` (.pt2; dynamic batch, H and W)."""
     model = copy.deepcopy(model).eval()
-    program = torch.export.export(model, (example_input(model, size),), dynamic_shapes=_dynamic())
+    program = torch.export.export(logits_only(model), (example_input(model, size),), dynamic_shapes=_dynamic())
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.export.save(program, str(out))
@@ -105,7 +141,7 @@ def check(model: torch.nn.Module, path: str | Path, fmt: str, size: tuple[int, i
     by onnxruntime on the CPU, or by ``torch.export.load``) on a random batch."""
     x = example_input(model, size, batch)
     with torch.inference_mode():
-        want = model.eval()(x).float().cpu()
+        want = logits_only(model.eval())(x).float().cpu()
     if fmt == "onnx":
         ort = _require("onnxruntime", "checking an ONNX export")
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

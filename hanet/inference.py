@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from hanet.inference_original import fixed_aspp_pool
+from hanet.models.deeplab import logits_of
 from hanet.models.pos_encoding import whole_frame_positions
 
 PAD_POSITION = 128  # position of padding rows, as the training crops use
@@ -65,7 +66,7 @@ def _forward_probs(model, images, pos_h, cfg: InferenceConfig) -> torch.Tensor:
     if cfg.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     with autocast(images.device, cfg.amp):
-        logits = model(images, pos_h=pos_h)
+        logits = logits_of(model(images, pos_h=pos_h))
     return torch.softmax(logits.float(), dim=1)
 
 

@@ -53,6 +53,7 @@ from PIL import Image
 from torch import nn
 
 from hanet.data.position import FRAME_ROWS, POS_FACTOR
+from hanet.models.deeplab import logits_of
 
 _MEAN_STD = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 FIXED_ASPP_POOL = 105  # --fixed_aspp_pool: the ASPP pooling size of an 840x840 training crop at OS8
@@ -137,7 +138,7 @@ def _forward(model, x: torch.Tensor, pos_h: torch.Tensor, amp: str) -> torch.Ten
     from hanet.inference import autocast
 
     with autocast(x.device, amp):
-        return model(x, pos_h=pos_h.to(x.device)).float()
+        return logits_of(model(x, pos_h=pos_h.to(x.device))).float()
 
 
 def sliding_scores(model, image: Image.Image, scales, flip: bool, crop_size: int, overlap: float,

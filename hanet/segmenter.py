@@ -65,13 +65,6 @@ class SegmentationResult:
         return Image.fromarray(overlay(self.image, colorize(self.labels, list(self.palette)), float(alpha)))
 
 
-def _logits_and_attention(out):
-    """(logits, attentions) of a forward called with return_attention=True."""
-    if isinstance(out, tuple):
-        return out[0], out[-1]
-    return out.logits, out.attention  # a typed model output
-
-
 class _AttentionTap(nn.Module):
     """Stands in for the model inside the inference functions: passes every call
     through, and asks the model for its attention on the one call whose input is
@@ -92,8 +85,9 @@ class _AttentionTap(nn.Module):
         t = self.target
         if (t is not None and self.attention is None and images.shape == t.shape
                 and torch.equal(images, t)):
-            logits, self.attention = _logits_and_attention(self.model(images, pos_h=pos_h, return_attention=True))
-            return logits
+            out = self.model(images, pos_h=pos_h, return_attention=True)
+            self.attention = out.attention
+            return out
         return self.model(images, pos_h=pos_h)
 
 

@@ -37,7 +37,7 @@ def official_file(path: Path, calibration: Image.Image) -> Path:
                         hanet_pos=[2, 1], pos_rfactor=8, dropout=0.1, aux_loss=True, backend="reference").eval()
     x = TF.normalize(TF.to_tensor(calibration), [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])[None]
     with torch.no_grad():
-        model.final2[0].bias -= model(x).mean(dim=(0, 2, 3))
+        model.final2[0].bias -= model(x).logits.mean(dim=(0, 2, 3))
     state = model.state_dict()
     torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}, "command": COMMAND,
                 "epoch": 1, "mean_iu": np.float64(0.5)}, path)

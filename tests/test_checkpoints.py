@@ -110,7 +110,7 @@ def test_official_checkpoint_gives_the_spec_outputs(r50_official, backend):
     pos_map = (torch.arange(300, 396) // 8)[None, :, None].expand(2, 96, 128).clone()
     pos_map[:, -10:] = 128
     with torch.no_grad():
-        ours = model(images, pos_h=pos_map)
+        ours = model(images, pos_h=pos_map).logits
         spec = _spec_head(model, state, images, pos_map, f=16, injection=1, sites=[1, 1, 1, 1, 1], rates=(6, 12, 18))
     assert torch.isfinite(spec).all()
     torch.testing.assert_close(ours, spec, rtol=1e-4, atol=1e-4 * spec.abs().max().item())
@@ -173,7 +173,7 @@ def test_our_format_round_trips_without_flags(tmp_path):
     assert again.config == model.config
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(again(x), model(x), rtol=0, atol=0)
+        torch.testing.assert_close(again(x).logits, model(x).logits, rtol=0, atol=0)
 
 
 def test_convert_official_cli(tmp_path, r50_official):

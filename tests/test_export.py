@@ -36,7 +36,7 @@ def demo_model():
 
 def _pytorch_logits(model, x):
     with torch.no_grad():
-        return model(x).numpy()
+        return model(x).logits.numpy()
 
 
 def test_onnxruntime_gives_pytorchs_logits(demo_model, tmp_path):
@@ -122,6 +122,8 @@ def test_exported_program_from_the_cli_keeps_the_custom_ops_and_reloads(demo_mod
     program = torch.export.load(str(path))
     targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
     assert {"hanet.width_pool.default", "hanet.attention_rescale.default"} <= targets, sorted(targets)
+    # the weights keep the model's own names (the logits-only wrapper adds no prefix)
+    assert "final2.0.weight" in program.state_dict and set(program.state_dict) <= set(demo_model.state_dict())
     gen = torch.Generator().manual_seed(2)
     for shape in ((3, 3, *SIZE), (1, 3, 96, 160)):  # traced at 2x3x128x256: batch, H and W dynamic
         x = torch.randn(*shape, generator=gen)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hanet.models import ORIGINAL_ARCHS, HANet, build_model, our_archs, parse_arch
+from hanet.models import ORIGINAL_ARCHS, HANet, SegmentationOutput, build_model, logits_of, our_archs, parse_arch
 from hanet.models.backbones import TRUNK_CHANNELS, TRUNKS, build_trunk
 from hanet.models.deeplab import ASPP
 
@@ -21,7 +21,7 @@ def test_every_original_arch_runs_forward_and_backward(arch):
     # map: it needs a larger input.
     size = 128 if "MNAS" in arch else 64 if arch.endswith("OS32") else 32
     images = torch.randn(1, 3, size, size)
-    logits, aux = model(images)
+    logits, aux, _ = model(images)
     assert logits.shape == (1, 5, size, size)
     assert aux.shape[:2] == (1, 5)
     (logits.mean() + aux.mean()).backward()
@@ -87,8 +87,8 @@ def test_forward_contract_eval_and_attention():
     model = build_model("deeplabv3plus_mbv2_os16", num_classes=7, **SMALL).eval()
     images = torch.randn(1, 3, 80, 96)
     with torch.no_grad():
-        logits = model(images)
-        logits2, atts = model(images, return_attention=True)
+        logits = model(images).logits
+        logits2, _, atts = model(images, return_attention=True)
     assert logits.shape == (1, 7, 80, 96)
     torch.testing.assert_close(logits, logits2)
     assert len(atts) == 5
@@ -97,16 +97,63 @@ def test_forward_contract_eval_and_attention():
         assert att.min() > 0 and att.max() < 1
 
 
+# (training, aux head, return_attention) -> (aux_logits shape or None, attention shapes or None), for a
+# batch of 2 at 64x96, 7 classes, OS16, all five sites
+ATTENTION_SHAPES = [(2, 1280, 4), (2, 1280, 4), (2, 256, 4), (2, 256, 8), (2, 7, 8)]
+FORWARD_CASES = {
+    (False, False, False): (None, None),
+    (False, False, True): (None, ATTENTION_SHAPES),
+    (False, True, False): (None, None),  # eval mode: no aux logits even with the head
+    (False, True, True): (None, ATTENTION_SHAPES),
+    (True, False, False): (None, None),
+    (True, False, True): (None, ATTENTION_SHAPES),
+    (True, True, False): ((2, 7, 4, 6), None),
+    (True, True, True): ((2, 7, 4, 6), ATTENTION_SHAPES),
+}
+
+
+@pytest.mark.parametrize("training,aux_loss,return_attention", sorted(FORWARD_CASES))
+def test_forward_returns_one_typed_output_for_every_flag(training, aux_loss, return_attention):
+    aux_shape, attention_shapes = FORWARD_CASES[training, aux_loss, return_attention]
+    torch.manual_seed(0)
+    model = build_model("deeplabv3plus_mbv2_os16", num_classes=7, **{**SMALL, "aux_loss": aux_loss})
+    model.train(training)
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 64, 96), return_attention=return_attention)
+    assert type(out) is SegmentationOutput
+    assert out._fields == ("logits", "aux_logits", "attention")
+    assert isinstance(out.logits, torch.Tensor) and out.logits.shape == (2, 7, 64, 96)
+    if aux_shape is None:
+        assert out.aux_logits is None
+    else:
+        assert out.aux_logits.shape == aux_shape
+    if attention_shapes is None:
+        assert out.attention is None
+    else:
+        assert isinstance(out.attention, list)
+        assert [tuple(a.shape) for a in out.attention] == attention_shapes
+    logits, aux_logits, attention = out  # a 3-tuple in every case
+    assert logits is out.logits and aux_logits is out.aux_logits and attention is out.attention
+
+
+def test_forward_without_sites_gives_an_empty_attention_list():
+    model = build_model("deeplabv3plus_mbv2_os16", num_classes=3, hanet=[0, 0, 0, 0, 0]).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 64, 64), return_attention=True)
+    assert out.aux_logits is None and out.attention == []
+    assert logits_of(out) is out.logits and logits_of(out.logits) is out.logits
+
+
 def test_explicit_whole_frame_pos_equals_default():
     model = build_model("deeplabv3plus_mbv2_os16", num_classes=4, **SMALL).eval()
     images = torch.randn(2, 3, 64, 64)
     rows = torch.arange(64) * 128 // 64
     pos_hw = rows[None, :, None].expand(2, 64, 64).contiguous()
     with torch.no_grad():
-        a = model(images)
-        b = model(images, pos_h=pos_hw)
-        c = model(images, pos_h=pos_hw[:, :, 0])
-        d = model(images, pos_h=torch.full((2, 64), 128))  # padding rows: a different answer
+        a = model(images).logits
+        b = model(images, pos_h=pos_hw).logits
+        c = model(images, pos_h=pos_hw[:, :, 0]).logits
+        d = model(images, pos_h=torch.full((2, 64), 128)).logits  # padding rows: a different answer
     torch.testing.assert_close(a, b)
     torch.testing.assert_close(a, c)
     assert not torch.allclose(a, d)
@@ -182,8 +229,8 @@ def test_batch_one_training_works():
     """The original crashes on batch 1 (ASPP image-pool BN); ours trains."""
     model = build_model("deeplabv3plus_mbv2_os16", num_classes=3, **SMALL).train()
     before = model.aspp.img_conv[1].running_mean.clone()
-    logits, aux = model(torch.randn(1, 3, 64, 64))
-    (logits.mean() + aux.mean()).backward()
+    out = model(torch.randn(1, 3, 64, 64))
+    (out.logits.mean() + out.aux_logits.mean()).backward()
     torch.testing.assert_close(model.aspp.img_conv[1].running_mean, before)
 
 
@@ -195,4 +242,6 @@ def test_torch_export_keeps_fused_ops():
     assert "hanet.attention_rescale.default" in targets
     assert "hanet.width_pool.default" in targets
     with torch.no_grad():
-        torch.testing.assert_close(ep.module()(images), model(images))
+        got = ep.module()(images)
+        assert type(got) is SegmentationOutput and got.aux_logits is None and got.attention is None
+        torch.testing.assert_close(got.logits, model(images).logits)

@@ -30,8 +30,8 @@ def test_hanet_site_needs_no_tensor_values_on_the_host():
 
 def test_model_step_needs_no_tensor_values_on_the_host():
     model = _model("meta").train()
-    logits, aux = model(torch.randn(2, 3, 64, 128, device="meta"), pos_h=torch.zeros(2, 64, dtype=torch.long,
-                                                                                       device="meta"))
+    logits, aux, _ = model(torch.randn(2, 3, 64, 128, device="meta"), pos_h=torch.zeros(2, 64, dtype=torch.long,
+                                                                                          device="meta"))
     (logits.sum() + aux.sum()).backward()
     assert logits.shape == (2, 19, 64, 128)
 
@@ -53,7 +53,7 @@ def test_cuda_training_step_makes_no_sync():
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        logits, aux = model(x, pos_h=pos)
+        logits, aux, _ = model(x, pos_h=pos)
         (logits.sum() + aux.sum()).backward()
     finally:
         torch.cuda.set_sync_debug_mode("default")

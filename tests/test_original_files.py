@@ -48,7 +48,7 @@ def _logits(model, seed=0, size=(32, 32)):
     torch.manual_seed(seed)
     x = torch.randn(1, 3, *size)
     with torch.no_grad():
-        return model(x)
+        return model(x).logits
 
 
 @pytest.fixture(scope="module")

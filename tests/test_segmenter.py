@@ -37,7 +37,7 @@ def _by_hand(model, rgb: np.ndarray):
     normalised with the literal constants."""
     x = (torch.from_numpy(rgb).permute(2, 0, 1).float() / 255 - MEAN) / STD
     with torch.no_grad():
-        logits, attention = model(x[None], return_attention=True)
+        logits, _, attention = model(x[None], return_attention=True)
     return torch.softmax(logits, 1)[0], [a[0] for a in attention]
 
 

@@ -37,8 +37,7 @@ def _model(variant: str, arch: str, device) -> torch.nn.Module:
 
 def _step(model, images, target):
     model.zero_grad(set_to_none=True)
-    out = model(images)
-    logits = out[0] if isinstance(out, tuple) else out
+    logits = model(images).logits  # a SegmentationOutput (aux_logits unused: no aux head here)
     torch.nn.functional.cross_entropy(logits, target, ignore_index=255).backward()
 
 

@@ -3,7 +3,7 @@ original's trunks, official checkpoint loading and our own checkpoint format."""
 from .build import build_model
 from .checkpoint import CheckpointError, load, save, safe_load
 from .config import ModelConfig
-from .deeplab import DeepLabV3Plus
+from .deeplab import DeepLabV3Plus, SegmentationOutput, logits_of
 from .hanet_module import HANet
 from .official import config_from_command, convert_official, load_official
 from .pretrained import load_pretrained_trunk
@@ -17,12 +17,14 @@ __all__ = [
     "HeightPositionTable",
     "ModelConfig",
     "ORIGINAL_ARCHS",
+    "SegmentationOutput",
     "build_model",
     "config_from_command",
     "convert_official",
     "load",
     "load_official",
     "load_pretrained_trunk",
+    "logits_of",
     "our_archs",
     "parse_arch",
     "safe_load",

@@ -6,6 +6,8 @@ so the official checkpoints load without renaming.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,6 +16,31 @@ from .backbones import build_trunk
 from .config import ModelConfig
 from .hanet_module import HANet
 from .pos_encoding import check_pos_h, whole_frame_positions
+
+
+class SegmentationOutput(NamedTuple):
+    """What :meth:`DeepLabV3Plus.forward` returns, for every combination of mode and flags.
+
+    * ``logits``: (B, classes, H, W) at the input resolution; always a tensor;
+    * ``aux_logits``: (B, classes, H/8 or H/16, ...) of the auxiliary (dsn) head in
+      training mode when the model has one (``config.aux_loss``), else None (always
+      None in eval mode);
+    * ``attention``: with ``return_attention=True`` the list of each active HANet
+      site's attention (B, C_h, H_h) in site order (empty without sites), else None.
+
+    A NamedTuple, so ``torch.export``, ``torch.compile`` and DDP carry it through.
+    """
+
+    logits: torch.Tensor
+    aux_logits: torch.Tensor | None = None
+    attention: list[torch.Tensor] | None = None
+
+
+def logits_of(out) -> torch.Tensor:
+    """The logits of a model's output: ``out.logits`` of a :class:`SegmentationOutput`,
+    or ``out`` itself where a model returns the logits tensor (an exported program's
+    module, :func:`hanet.export.logits_only`)."""
+    return out.logits if isinstance(out, SegmentationOutput) else out
 
 
 def _upsample(x: torch.Tensor, size) -> torch.Tensor:
@@ -79,11 +106,14 @@ def initialize_weights(*modules: nn.Module) -> None:
 class DeepLabV3Plus(nn.Module):
     """DeepLabV3+ with up to five HANet sites (``config.hanet``).
 
-    ``forward(images, pos_h=None, return_attention=False)``:
-      * eval mode: logits (B, classes, H, W) at input resolution;
-      * training mode: logits, or ``(logits, aux_logits)`` when the aux head exists;
-      * with ``return_attention`` the list of each active site's attention
-        (B, C_h, H_h) is appended (a tuple ``(..., attentions)``).
+    ``forward(images, pos_h=None, return_attention=False)`` always returns a
+    :class:`SegmentationOutput` ``(logits, aux_logits, attention)``:
+      * ``logits`` (B, classes, H, W) at input resolution, in every mode;
+      * ``aux_logits``: the aux head's logits in training mode when it exists
+        (``config.aux_loss``), else None;
+      * ``attention``: with ``return_attention`` the list of each active site's
+        attention (B, C_h, H_h), else None.
+    ``model.eval()(images).logits`` is the prediction.
     ``pos_h``: the row-position map (row // 8 of the 1024-row frame), (B, H) or
     (B, H, W) at any resolution; None treats the input as a whole frame.
     """
@@ -138,7 +168,8 @@ class DeepLabV3Plus(nn.Module):
         attentions.append(att)
         return out
 
-    def forward(self, images: torch.Tensor, pos_h: torch.Tensor | None = None, return_attention: bool = False):
+    def forward(self, images: torch.Tensor, pos_h: torch.Tensor | None = None,
+                return_attention: bool = False) -> SegmentationOutput:
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"DeepLabV3Plus: images must be (B, 3, H, W), got shape {tuple(images.shape)}")
         B, _, H, W = images.shape
@@ -165,10 +196,5 @@ class DeepLabV3Plus(nn.Module):
         dec2 = self.final2(dec1)
         dec2 = self._site(4, dec1, dec2, pos_h, attentions)
         logits = _upsample(dec2, (H, W))
-
-        out = [logits]
-        if self.training and self.dsn is not None:
-            out.append(self.dsn(aux_in))
-        if return_attention:
-            out.append(attentions)
-        return out[0] if len(out) == 1 else tuple(out)
+        aux_logits = self.dsn(aux_in) if self.training and self.dsn is not None else None
+        return SegmentationOutput(logits, aux_logits, attentions)

@@ -213,7 +213,7 @@ class Trainer:
             images = images.contiguous(memory_format=torch.channels_last)
         with self._autocast():
             out = self.net(images, pos_h=pos)
-        logits, aux = out if isinstance(out, tuple) else (out, None)
+        logits, aux = out.logits, out.aux_logits  # aux: None in eval mode or without the aux head
         loss, main, aux_loss = self.loss(logits, labels, aux)
         # Every rank decides alike (DDP would hang if one rank stopped alone).
         if any_rank(self.ctx, not bool(torch.isfinite(loss))):
@@ -315,8 +315,8 @@ class Trainer:
         for batch in loader:
             images = batch["image"].to(self.device)
             with self._autocast():
-                logits, attentions = model(images, pos_h=batch["pos_h"].to(self.device), return_attention=True)
-            pred = logits.argmax(1)
+                out = model(images, pos_h=batch["pos_h"].to(self.device), return_attention=True)
+            pred, attentions = out.logits.argmax(1), out.attention
             cm.update(pred, batch["label"].to(self.device))
             if first is None:
                 first = (batch["image"][0], pred[0].cpu(), [a[0].float().cpu() for a in attentions])
