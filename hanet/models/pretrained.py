@@ -16,7 +16,6 @@ import re
 
 import torch
 
-from .checkpoint import CheckpointError, safe_load
 from .deeplab import DeepLabV3Plus
 
 # torchvision stem -> our layer0 (ResNet family).
@@ -78,6 +77,9 @@ def trunk_state_from_imagenet(state: dict, trunk: str) -> dict:
 def load_pretrained_trunk(model: DeepLabV3Plus, path: str | os.PathLike) -> None:
     """Loads ImageNet weights into ``model``'s trunk (layer0..layer4), strictly:
     every trunk tensor must be in the file with the right shape."""
+    # hanet.checkpoints builds on this package: imported here, not at start-up (no import cycle).
+    from hanet.checkpoints.io import CheckpointError, safe_load
+
     raw = safe_load(path)
     state = raw.get("state_dict", raw) if isinstance(raw.get("state_dict"), dict) else raw
     # Only named tensors can be weights; anything else in the file counts as absent.

@@ -31,7 +31,7 @@ def main(argv=None, distributed: bool = False) -> int:
 
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return 0
-    from hanet.models.checkpoint import CheckpointError
+    from hanet.checkpoints import CheckpointError
 
     from .distributed import cleanup, init_distributed
     from .trainer import CheckpointWriteError, NonFiniteLossError, Trainer

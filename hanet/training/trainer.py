@@ -11,9 +11,10 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from hanet.metrics import ConfusionMatrix
-from hanet.models import build_model, load_pretrained_trunk
-from hanet.models.checkpoint import (CheckpointError, atomic_save, load_matching, model_payload,
-                                    parse_model_config, safe_load, strict_load_state_dict)
+from hanet.checkpoints import CheckpointError, TrainingState, atomic_save, load_matching, safe_load
+from hanet.checkpoints.schema import TRAINING_KEYS  # noqa: F401 (its old home was here)
+from hanet.checkpoints.weights import model_state_dict, strict_load_state_dict
+from hanet.models import DeepLabV3Plus, load_pretrained_trunk
 
 from . import rng
 from .config import Config
@@ -33,9 +34,6 @@ class CheckpointWriteError(RuntimeError):
     """A checkpoint could not be written (disk full, quota, I/O error); the previous one is intact."""
 
 
-# What a training checkpoint's "training" entry holds (see Trainer._payload).
-TRAINING_KEYS = ("iteration", "optimizer", "scheduler", "scaler", "rng", "world_size", "best_miou")
-
 
 class Trainer:
     def __init__(self, cfg: Config, ctx: DistContext):
@@ -51,9 +49,7 @@ class Trainer:
         m = cfg.model
         if m.num_classes != len(self.classes.names):
             raise ValueError(f"model.num_classes={m.num_classes} but the dataset has {len(self.classes.names)} classes")
-        model = build_model(m.arch, num_classes=m.num_classes, hanet=m.hanet, hanet_set=m.hanet_set,
-                            hanet_pos=m.hanet_pos, pos_rfactor=m.pos_rfactor, pooling=m.pooling, dropout=m.dropout,
-                            pos_noise=m.pos_noise, aux_loss=m.aux_loss, backend=m.backend)
+        model = DeepLabV3Plus(m.model_config())
         if m.pretrained:
             load_pretrained_trunk(model, m.pretrained)
         if m.init_from:
@@ -92,21 +88,15 @@ class Trainer:
         if cfg.train.resume:
             self.resume()
 
-    # ---- checkpoints ---------------------------------------------------------
+    # ---- checkpoints (their layout: hanet.checkpoints.schema) ---------------------
     def _payload(self) -> dict:
         rng_states = all_gather_objects(self.ctx, rng.capture())  # every rank's RNG state
-        payload = model_payload(self.model, meta={"iteration": self.iteration, "best_miou": self.best_miou})
-        payload["training"] = {
-            "iteration": self.iteration,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": rng_states,
-            "world_size": self.ctx.world_size,
-            "best_miou": self.best_miou,
-            "config": self.cfg.to_dict(),
-        }
-        return payload
+        return TrainingState(
+            model_config=self.model.config, state_dict=model_state_dict(self.model), iteration=self.iteration,
+            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict(), rng=rng_states, world_size=self.ctx.world_size,
+            best_miou=self.best_miou, config=self.cfg.to_dict(),
+        ).to_payload()
 
     def save(self, best: bool = False) -> None:
         payload = self._payload()
@@ -152,31 +142,22 @@ class Trainer:
         if not path.exists():
             self.log.info(f"train.resume=true but {path} does not exist yet: starting from iteration 0")
             return
-        ckpt = safe_load(path)
-        if "training" not in ckpt:
-            raise CheckpointError(f"{path} holds no training state (model-only checkpoint); cannot resume from it")
-        t = ckpt["training"]
-        missing = [k for k in TRAINING_KEYS if not isinstance(t, dict) or k not in t]
-        bad = [k for k in ("model_config", "state_dict") if not isinstance(ckpt.get(k), dict)]
-        if missing or bad:
-            raise CheckpointError(f"{path} is not a complete training checkpoint: "
-                                  + (f"training state lacks {', '.join(missing)}" if missing else
-                                     f"{', '.join(bad)} missing or not a dict"))
-        saved = parse_model_config(ckpt["model_config"], str(path))
+        state = TrainingState.from_payload(safe_load(path), str(path))
+        saved = state.model_config
         if saved != self.model.config:
             diff = {k: (v, getattr(self.model.config, k)) for k, v in saved.to_dict().items()
                     if getattr(self.model.config, k) != v}
             raise CheckpointError(f"{path} was written for another model configuration: {diff} (checkpoint vs config)")
-        strict_load_state_dict(self.model, ckpt["state_dict"], str(path))
+        strict_load_state_dict(self.model, state.state_dict, str(path))
         try:
-            self.optimizer.load_state_dict(t["optimizer"])
-            self.scheduler.load_state_dict(t["scheduler"])
-            self.scaler.load_state_dict(t["scaler"])
-            self.iteration = int(t["iteration"])
-            self.best_miou = float(t["best_miou"])
-            world_size = int(t["world_size"])
+            self.optimizer.load_state_dict(state.optimizer)
+            self.scheduler.load_state_dict(state.scheduler)
+            self.scaler.load_state_dict(state.scaler)
+            self.iteration = state.iteration
+            self.best_miou = state.best_miou
+            world_size = state.world_size
             if world_size == self.ctx.world_size:
-                rng.restore(t["rng"][self.ctx.rank])
+                rng.restore(state.rng[self.ctx.rank])
         except (TypeError, ValueError, KeyError, IndexError, AttributeError, RuntimeError) as exc:
             raise CheckpointError(f"{path}: malformed training state ({type(exc).__name__}: {exc})") from None
         if not 0 <= self.iteration <= self.cfg.train.max_iter:
