@@ -29,24 +29,8 @@ class EvalData:
     split_count: int = 1
 
 
-@dataclass
-class EvalInfer:
-    mode: str = "whole"
-    crop_size: list[int] = field(default_factory=lambda: [1024, 1024])
-    overlap: float = 1 / 3
-    scales: list[float] = field(default_factory=lambda: [1.0])
-    flip: bool = False
-    crop_batch: int = 4
-    amp: str = "none"
-    channels_last: bool = False
-    protocol: str = "standard"  # standard | original (the original eval.py exactly)
-    fixed_aspp_pool: bool = False
-
-    def to_inference(self) -> InferenceConfig:
-        return InferenceConfig(mode=self.mode, crop_size=tuple(self.crop_size), overlap=self.overlap,
-                               scales=list(self.scales), flip=self.flip, crop_batch=self.crop_batch, amp=self.amp,
-                               channels_last=self.channels_last, protocol=self.protocol,
-                               fixed_aspp_pool=self.fixed_aspp_pool)
+# The `infer:` section is the library's InferenceConfig itself (EvalInfer: its old name here).
+EvalInfer = InferenceConfig
 
 
 @dataclass
@@ -69,7 +53,7 @@ class EvalConfig:
     backend: str | None = None
     model: EvalModel = field(default_factory=EvalModel)
     data: EvalData = field(default_factory=EvalData)
-    infer: EvalInfer = field(default_factory=EvalInfer)
+    infer: InferenceConfig = field(default_factory=InferenceConfig)
 
 
 def load_eval_config(overrides: list[str], defaults: dict | None = None, path: str | None = None) -> EvalConfig:
@@ -81,7 +65,7 @@ def load_eval_config(overrides: list[str], defaults: dict | None = None, path: s
     if path is not None:
         defaults = _deep_update(defaults or {}, _read_yaml(Path(path).resolve()))
     cfg = apply_overrides(EvalConfig(), overrides, defaults)
-    cfg.infer.to_inference()  # validates
+    cfg.infer = cfg.infer.to_inference()  # checked (the keys were set one by one)
     d = cfg.data
     if d.split_count < 1 or not 0 <= d.split_index < d.split_count:
         raise ValueError(f"data.split_index must be in [0, data.split_count) and split_count >= 1, got "

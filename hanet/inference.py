@@ -8,22 +8,26 @@ the positions of the frame rows its rows came from.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
+from hanet.data.position import POS_PAD  # the position of padding rows, as the training crops use
 from hanet.inference_original import fixed_aspp_pool
 from hanet.models.deeplab import logits_of
 from hanet.models.pos_encoding import whole_frame_positions
 
-PAD_POSITION = 128  # position of padding rows, as the training crops use
 PROTOCOLS = ("standard", "original")
 
 
 @dataclass
 class InferenceConfig:
+    """How to predict: the one inference configuration of the library, ``hanet.Segmenter``
+    and the ``infer:`` section of the eval/submit/predict configs (a config file sets its
+    fields one by one: :meth:`to_inference` gives the checked result)."""
     mode: str = "whole"  # whole | sliding
     crop_size: tuple[int, int] = (1024, 1024)  # sliding window (H, W)
     overlap: float = 1 / 3  # fraction of the crop shared by neighbouring windows (the original's 1/3)
@@ -54,6 +58,10 @@ class InferenceConfig:
             raise ValueError(f"crop_batch must be >= 1, got {self.crop_batch}")
         if self.amp not in ("none", "bf16", "fp16"):
             raise ValueError(f"amp must be none, bf16 or fp16, got {self.amp!r}")
+
+    def to_inference(self) -> "InferenceConfig":
+        """A checked copy (``__post_init__`` again): what to use after fields were set one by one."""
+        return dataclasses.replace(self, scales=list(self.scales))
 
 
 def autocast(device: torch.device, amp: str):
@@ -86,7 +94,7 @@ def sliding_probs(model, images: torch.Tensor, pos_h: torch.Tensor, cfg: Inferen
     pad_h, pad_w = max(ch - H, 0), max(cw - W, 0)
     if pad_h or pad_w:
         images = F.pad(images, (0, pad_w, 0, pad_h))
-        pos_h = F.pad(pos_h, (0, pad_h), value=PAD_POSITION)
+        pos_h = F.pad(pos_h, (0, pad_h), value=POS_PAD)
     Hp, Wp = images.shape[2:]
     sh = max(1, int(math.ceil(ch * (1 - cfg.overlap))))
     sw = max(1, int(math.ceil(cw * (1 - cfg.overlap))))

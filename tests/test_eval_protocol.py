@@ -141,7 +141,7 @@ def test_official_eval_configs_state_the_scripts_flags(name, arch, split):
     assert (cfg.model.hanet, cfg.model.hanet_set, cfg.model.hanet_pos, cfg.model.pos_rfactor) == \
         ([1, 1, 1, 1, 0], [3, 64, 3], [2, 1], 8)
     i = cfg.infer
-    assert (i.protocol, i.mode, i.crop_size, i.scales, i.flip) == ("original", "sliding", [1024, 1024],
+    assert (i.protocol, i.mode, i.crop_size, i.scales, i.flip) == ("original", "sliding", (1024, 1024),
                                                                   [0.5, 1.0, 2.0], True)
     assert i.overlap == 1 / 3 and math.ceil(1024 * (1 - i.overlap)) == 683
 

@@ -14,26 +14,68 @@ from pathlib import Path
 
 import yaml
 
+from hanet.models.config import ModelConfig
+
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the key."""
 
 
-@dataclass
-class ModelSection:
-    arch: str = "deeplabv3plus_r101_os8"
-    num_classes: int = 19
-    hanet: list[int] = field(default_factory=lambda: [1, 1, 1, 1, 0])
-    hanet_set: list[int] = field(default_factory=lambda: [3, 64, 3])
-    hanet_pos: list[int] = field(default_factory=lambda: [2, 1])  # [injection 1|2|0 (none), encoding 1|0]
-    pos_rfactor: int = 8
-    pooling: str = "mean"
-    dropout: float = 0.0
-    pos_noise: float = 0.0
-    aux_loss: bool = True
-    pretrained: str | None = None  # local ImageNet weights for the trunk
-    init_from: str | None = None  # start from another model's weights (the original's --snapshot); shape-mismatched tensors are skipped and listed
-    backend: str | None = None  # hanet.ops backend; None: fastest available
+DEFAULT_ARCH = "deeplabv3plus_r101_os8"
+# trunk and output_stride of ModelConfig: a training config names them with one `arch`
+# (any name hanet.models.parse_arch accepts, the original's included).
+_ARCH_FIELDS = ("trunk", "output_stride")
+# The one default in which a training config departs from ModelConfig: the official
+# recipes all train with the auxiliary head (--aux_loss), so `model.aux_loss` is true
+# unless a config says otherwise.  ModelConfig itself (build_model, checkpoints, the
+# official command's store_true --aux_loss) has no aux head unless asked for one.
+TRAINING_MODEL_DEFAULTS = {"aux_loss": True}
+
+
+def _model_section_fields() -> list:
+    """The training YAML's `model:` keys: `arch`, every field of ModelConfig but trunk
+    and output_stride (same names, types and defaults, but TRAINING_MODEL_DEFAULTS),
+    and the two keys that say where the weights start (before `backend`, the order
+    the keys have always had)."""
+    hints = typing.get_type_hints(ModelConfig)
+    specs = [("arch", str, field(default=DEFAULT_ARCH))]
+    for f in dataclasses.fields(ModelConfig):
+        if f.name in _ARCH_FIELDS:
+            continue
+        if f.name == "backend":
+            specs += [
+                # local ImageNet weights for the trunk
+                ("pretrained", str | None, field(default=None)),
+                # start from another model's weights (the original's --snapshot); shape-mismatched
+                # tensors are skipped and listed
+                ("init_from", str | None, field(default=None)),
+            ]
+        if f.name in TRAINING_MODEL_DEFAULTS:
+            spec = field(default=TRAINING_MODEL_DEFAULTS[f.name])
+        elif f.default_factory is not dataclasses.MISSING:
+            spec = field(default_factory=f.default_factory)
+        else:
+            spec = field(default=f.default)
+        specs.append((f.name, hints[f.name], spec))
+    return specs
+
+
+def _model_config(self) -> ModelConfig:
+    """The ModelConfig of this section (trunk and output stride from `arch`): what the
+    trainer builds and what its checkpoints store."""
+    from hanet.models.registry import parse_arch
+
+    trunk, output_stride = parse_arch(self.arch)
+    shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(ModelConfig) if f.name not in _ARCH_FIELDS}
+    return ModelConfig(trunk=trunk, output_stride=output_stride, **shared)
+
+
+# The `model:` section: ModelConfig's fields, generated from it (one definition of the
+# model's settings), with `arch` for trunk + output stride, and `pretrained`/`init_from`.
+ModelSection = dataclasses.make_dataclass(
+    "ModelSection", _model_section_fields(),
+    namespace={"__module__": __name__, "model_config": _model_config,
+               "__doc__": "The training config's `model:` section; `model_config()` gives its ModelConfig."})
 
 
 @dataclass
@@ -132,6 +174,12 @@ def _coerce(value, tp, key: str):
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list of {_type_name(item)}, got {value!r}")
         return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:  # written as a list; its length is for the dataclass to check
+        items = typing.get_args(tp)
+        item = items[0]
+        if not isinstance(value, (list, tuple)) or any(a not in (item, Ellipsis) for a in items):
+            raise ConfigError(f"{key}: expected a list of {_type_name(item)}, got {value!r}")
+        return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
     if tp is bool:
         if isinstance(value, bool):
             return value
