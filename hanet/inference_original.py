@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from hanet.data.position import FRAME_ROWS, POS_FACTOR
+from hanet.data.position import FRAME_HEIGHT, POS_FACTOR
 from hanet.models.deeplab import logits_of
 
 _MEAN_STD = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -77,7 +77,7 @@ def _to_input(image: Image.Image, device) -> torch.Tensor:
 
 def frame_positions(rows: slice | None = None) -> torch.Tensor:
     """(1, n) rows of the original's position map of the 1024-row frame (row // 8)."""
-    pos = torch.arange(FRAME_ROWS, dtype=torch.int64) // POS_FACTOR
+    pos = torch.arange(FRAME_HEIGHT, dtype=torch.int64) // POS_FACTOR
     return (pos if rows is None else pos[rows])[None]
 
 
@@ -105,7 +105,7 @@ def sliding_windows(height: int, width: int, crop_size: int, overlap: float, sca
 def window_positions(y1: int, y2: int, height: int) -> torch.Tensor:
     """The frame-map rows the original gives a window spanning rows [y1, y2) of an
     image of ``height`` rows: ``int(y * (1024 / height))`` (truncated)."""
-    factor = FRAME_ROWS / height
+    factor = FRAME_HEIGHT / height
     return frame_positions(slice(int(y1 * factor), int(y2 * factor)))
 
 

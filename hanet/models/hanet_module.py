@@ -13,7 +13,7 @@ from torch import nn
 
 import hanet.ops as hops
 
-from .pos_encoding import FRAME_ROWS, HeightPositionTable, check_pos_h, mid_channels, whole_frame_positions
+from .pos_encoding import POSITION_ROWS, HeightPositionTable, check_pos_h, mid_channels, whole_frame_positions
 
 _ENCODINGS = ("sinusoid", "learned", None)
 
@@ -76,7 +76,7 @@ class HANet(nn.Module):
                              f"(no positional term), got {pos_injection!r}")
         if pos_encoding not in _ENCODINGS:
             raise ValueError(f'HANet: pos_encoding must be "sinusoid", "learned" or None, got {pos_encoding!r}')
-        if not isinstance(pos_rfactor, int) or not 1 <= pos_rfactor <= FRAME_ROWS:
+        if not isinstance(pos_rfactor, int) or not 1 <= pos_rfactor <= POSITION_ROWS:
             raise ValueError(f"HANet: pos_rfactor must be an int in [1, 128] (128 // pos_rfactor rows), got {pos_rfactor!r}")
         if pooling not in ("mean", "max"):
             raise ValueError(f'HANet: pooling must be "mean" or "max", got {pooling!r}')
@@ -86,7 +86,7 @@ class HANet(nn.Module):
             raise ValueError(f"HANet: pos_noise must be >= 0, got {pos_noise!r}")
 
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.rows = FRAME_ROWS // pos_rfactor
+        self.rows = POSITION_ROWS // pos_rfactor
         self.pooling = pooling
         self.dropout = float(dropout)
         self.layers = layers

@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-FRAME_ROWS = 128  # the position map's range: 1024 frame rows // 8
+# The number of positions of the map: 1024 frame rows // 8 (0..127; 128 marks padding).
+# Same value as hanet.data.position.POSITION_ROWS (the models do not import the data package).
+POSITION_ROWS = 128
 
 
 def sinusoid_table(n_positions: int, dim: int) -> torch.Tensor:
@@ -31,7 +33,7 @@ def sinusoid_table(n_positions: int, dim: int) -> torch.Tensor:
 
 def whole_frame_positions(batch: int, height: int, device=None) -> torch.Tensor:
     """pos_h (B, H) of an input that is a whole frame: row * 128 // H."""
-    rows = torch.arange(height, device=device, dtype=torch.long) * FRAME_ROWS // height
+    rows = torch.arange(height, device=device, dtype=torch.long) * POSITION_ROWS // height
     return rows.unsqueeze(0).expand(batch, height)
 
 
@@ -63,7 +65,7 @@ class HeightPositionTable(nn.Module):
         self.pos_rfactor = pos_rfactor
         self.kind = kind
         self.pos_noise = float(pos_noise)
-        self.max_pos = FRAME_ROWS // pos_rfactor
+        self.max_pos = POSITION_ROWS // pos_rfactor
         self.noise_clamp = 16 // pos_rfactor
         n = self.max_pos + 1
         if kind == "sinusoid":
