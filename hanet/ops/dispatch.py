@@ -17,7 +17,10 @@ from . import _extension
 
 from .contract import BACKENDS
 # Fastest first.  The Triton interpreter is a test vehicle, never a CPU default.
-_PREFERENCE = {"cuda": ("cuda", "triton", "reference"), "cpu": ("cpu", "reference")}
+# Meta tensors (no data) run the C++ ops' fake kernels: shapes, checks and the op
+# structure of a model (hanet.bench.launches counts it), as the cuda backend would.
+_PREFERENCE = {"cuda": ("cuda", "triton", "reference"), "cpu": ("cpu", "reference"),
+               "meta": ("cuda", "cpu", "reference")}
 
 
 class BackendUnavailableError(RuntimeError):
@@ -40,6 +43,10 @@ def _triton_interpret() -> bool:
 def _why_unavailable(backend: str, device_type: str) -> str | None:
     """None when `backend` can run ops on `device_type` tensors, else the reason."""
     if backend == "reference":
+        return None
+    if device_type == "meta" and backend in ("cpu", "cuda"):
+        if not _extension.extension_loaded():
+            return f"the C++ extension hanet._C is not built ({_extension.load_error()})"
         return None
     if backend == "cpu":
         if device_type != "cpu":

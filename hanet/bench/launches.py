@@ -1,0 +1,126 @@
+"""Kernel launches of one HANet site, forward and backward (issue 13: the goal is at
+most 4 per site per direction).
+
+On a GPU the CUDA kernels are counted from the profiler.  Anywhere else the ATen ops
+that reach a device kernel are counted instead (a TorchDispatchMode below autograd;
+views and allocations excluded), on meta tensors by default: no data, so it runs in
+milliseconds, and the count is the same structure a GPU would launch (each op one or
+more kernels; our fused ops one or two).
+
+    python -m hanet.bench launches [--device cuda] [--site r101_os8_site3]
+"""
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+# The HANet sites of DeepLabV3+ R101-OS8 (768x768 crop, batch 2), with the official
+# best recipe: hanet_set=[3, 64, 3], hanet_pos=[2, 1] (sinusoid after the first
+# conv), pos_rfactor 8, dropout 0.1, mean pooling.  (x_low channels, x_high channels, H).
+SITES = {
+    "r101_os8_site1": (1024, 2048, 96),
+    "r101_os8_site2": (2048, 1280, 96),
+    "r101_os8_site3": (1280, 256, 96),
+    "r101_os8_site4": (304, 256, 192),
+}
+
+_NO_KERNEL = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "detach",
+              "lift_fresh", "alias", "_to_copy_noop"}
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts the ATen / custom ops that run a kernel (views and allocations excluded)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: Counter = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        if not func.is_view and name not in _NO_KERNEL:
+            self.ops[f"{func.namespace}.{name}"] += 1
+        return out
+
+
+def make_site(x_low_channels: int, x_high_channels: int, device, backend: str | None = None):
+    from hanet.models import HANet
+
+    return HANet(in_channels=x_low_channels, out_channels=x_high_channels, kernel_size=3, r_factor=64,
+                 layers=3, pos_injection=2, pos_encoding="sinusoid", pos_rfactor=8, pooling="mean",
+                 dropout=0.1, pos_noise=0.5, backend=backend).to(device).train()
+
+
+def _inputs(site, H, device, batch=2):
+    x_low = torch.randn(batch, site.in_channels, H, H, device=device, requires_grad=True)
+    x_high = torch.randn(batch, site.out_channels, H, H, device=device, requires_grad=True)
+    pos = (torch.arange(H, device=device) * 128 // H).repeat(batch, 1)
+    # as in a model: x_low's gradient from its other use is already there
+    x_low.grad = torch.zeros_like(x_low)
+    return x_low, x_high, pos
+
+
+def count_ops(site, H: int, device="meta") -> tuple[Counter, Counter]:
+    """(forward ops, backward ops) of one training step of `site` (ATen-level count)."""
+    x_low, x_high, pos = _inputs(site, H, device)
+    grad = torch.randn(x_high.shape, device=device)
+    fwd, bwd = OpCounter(), OpCounter()
+    with fwd:
+        out = site(x_low, x_high, pos)
+    with bwd:
+        out.backward(grad)
+    return fwd.ops, bwd.ops
+
+
+def count_cuda_kernels(site, H: int) -> tuple[int, int]:
+    """(forward, backward) CUDA kernel launches of one training step, from the profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    x_low, x_high, pos = _inputs(site, H, "cuda")
+    grad = torch.randn(x_high.shape, device="cuda")
+    site(x_low, x_high, pos).backward(grad)  # warm-up (lazy initialisation)
+    torch.cuda.synchronize()
+    counts = []
+    for phase in ("forward", "backward"):
+        out = site(x_low, x_high, pos) if phase == "backward" else None
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            if phase == "forward":
+                site(x_low, x_high, pos)
+            else:
+                out.backward(grad)
+            torch.cuda.synchronize()
+        counts.append(sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA))
+    return counts[0], counts[1]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="hanet bench launches", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "meta")
+    p.add_argument("--backend", default=None, help="op backend (default: the device's fastest)")
+    p.add_argument("--site", choices=list(SITES), action="append",
+                   help="repeatable; default: all four R101-OS8 sites")
+    args = p.parse_args(argv)
+    results = {}
+    for name in args.site or list(SITES):
+        c_low, c_high, H = SITES[name]
+        site = make_site(c_low, c_high, args.device, args.backend)
+        if args.device.startswith("cuda"):
+            f, b = count_cuda_kernels(site, H)
+            print(f"{name}: {f} CUDA kernels forward, {b} backward (goal <= 4 each)")
+        else:
+            fo, bo = count_ops(site, H, args.device)
+            f, b = sum(fo.values()), sum(bo.values())
+            print(f"{name}: {f} kernel ops forward, {b} backward (goal <= 4 each)")
+            print("  forward: " + ", ".join(f"{k} x{v}" for k, v in sorted(fo.items())))
+            print("  backward: " + ", ".join(f"{k} x{v}" for k, v in sorted(bo.items())))
+        results[name] = {"forward": f, "backward": b}
+    return results
+
+
+if __name__ == "__main__":
+    main()
