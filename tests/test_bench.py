@@ -46,3 +46,20 @@ def test_pool_acc_case_adds_into_the_existing_gradient():
     # 16 bins over 4 rows: each row is in 4 bins of one row each; mean over 3 columns
     g = c["grad"]
     torch.testing.assert_close(first[0, :, 0, 0], g[0, :, 0:4].sum(-1) / 3)
+
+
+def test_paired_overhead_literal_values():
+    from hanet.bench.stats import paired_overhead
+
+    base = [100.0, 102.0, 98.0, 101.0, 99.0]
+    variant = [b + 5.0 for b in base]  # exactly 5 ms more in every round
+    o = paired_overhead(base, variant)
+    assert o.pct == 5.0 and o.rounds == 5  # 5 ms over the median base of 100 ms
+    # resampled rounds: the base median moves between 98 and 102 ms
+    assert 100 * 5 / 102 <= o.low <= 5.0 <= o.high <= 100 * 5 / 98
+    noisy = paired_overhead([100.0] * 40, [100.0 + (i % 5) for i in range(40)])
+    assert noisy.pct == 2.0 and noisy.low <= 2.0 <= noisy.high and noisy.high - noisy.low <= 2.0
+    import pytest
+
+    with pytest.raises(ValueError, match="equally long"):
+        paired_overhead([1.0, 2.0], [1.0])
