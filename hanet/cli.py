@@ -6,7 +6,7 @@ import sys
 
 
 def _convert_official(args) -> int:
-    from hanet.models import convert_official
+    from hanet.checkpoints import convert_official
 
     model = convert_official(args.src, args.dst)
     c = model.config

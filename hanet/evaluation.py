@@ -81,7 +81,7 @@ def pick_device(name: str) -> torch.device:
 
 def load_model_for_inference(checkpoint: str, cfg: EvalConfig):
     """The model of `checkpoint` (ours, a training checkpoint, or an official file), in eval mode."""
-    from hanet.models import load
+    from hanet.checkpoints import load
 
     overrides = {"backend": cfg.backend} if cfg.backend else {}
     model = load(checkpoint, **overrides)
@@ -114,7 +114,7 @@ def _apply_eval_model_flags(model, flags: EvalModel, checkpoint: str):
 
 def training_defaults(checkpoint: str) -> dict:
     """Data settings of the run that wrote a training checkpoint (used as defaults)."""
-    from hanet.models import safe_load
+    from hanet.checkpoints import safe_load
 
     ckpt = safe_load(checkpoint)
     data = ckpt.get("training")

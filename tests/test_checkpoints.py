@@ -222,3 +222,86 @@ def test_pretrained_trunk_layouts(tmp_path):
     # a file for another trunk is a clear error
     with pytest.raises(CheckpointError, match="does not fit the resnet-101 trunk"):
         load_pretrained_trunk(r101, tmp_path / "resnet50.pth")
+
+
+# -- hanet.checkpoints: one schema, the old paths as aliases, no import cycle --------------------------
+
+
+@pytest.mark.parametrize("first", ["hanet.checkpoints", "hanet.models", "hanet.models.checkpoint",
+                                   "hanet.models.official", "hanet.checkpoints.official",
+                                   "hanet.training.trainer", "hanet.evaluation"])
+def test_every_checkpoint_module_imports_first_in_a_fresh_interpreter(first):
+    """hanet.checkpoints builds on hanet.models; hanet.models reaches it only lazily, so
+    whichever is imported first, nothing meets a half-initialised module."""
+    code = (f"import {first}\n"
+            "import hanet.models as m, hanet.checkpoints as c, hanet.models.checkpoint as old, "
+            "hanet.models.official as old_official\n"
+            "assert m.load is c.load is old.load and m.save is c.save and m.load_official is c.load_official\n"
+            "assert m.CheckpointError is c.CheckpointError is old.CheckpointError and m.safe_load is c.safe_load\n"
+            "assert old.load_matching is c.load_matching and old_official.convert_official is c.convert_official\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=pathlib.Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_hanet_models_does_not_import_hanet_checkpoints_at_start_up():
+    code = ("import sys, hanet.models\n"
+            "print(sorted(m for m in sys.modules if m.startswith('hanet.checkpoints')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=pathlib.Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "[]"
+
+
+def test_training_state_round_trips_and_keeps_the_file_layout():
+    from hanet.checkpoints import FORMAT, VERSION, TrainingState
+
+    model = build_model("deeplabv3plus_shufflenetv2_os32", num_classes=3, hanet=[0, 0, 0, 0, 1], hanet_set=[3, 16, 3])
+    state = TrainingState(model_config=model.config, state_dict=model.state_dict(), iteration=7,
+                          optimizer={"state": {}, "param_groups": []}, scheduler={"last_epoch": 7},
+                          scaler={"scale": 1.0}, rng=[{"torch": torch.get_rng_state()}], world_size=1,
+                          best_miou=0.25, config={"output_dir": "x"})
+    payload = state.to_payload()
+    # The layout the files have always had (files written before hanet.checkpoints must still load).
+    assert list(payload) == ["format", "version", "model_config", "state_dict", "meta", "training"]
+    assert (payload["format"], payload["version"]) == (FORMAT, VERSION)
+    assert payload["meta"] == {"iteration": 7, "best_miou": 0.25}
+    assert list(payload["training"]) == ["iteration", "optimizer", "scheduler", "scaler", "rng", "world_size",
+                                         "best_miou", "config"]
+    assert list(payload["model_config"]) == list(model.config.to_dict())
+    back = TrainingState.from_payload(payload, "mem")
+    assert back.model_config == model.config and back.iteration == 7 and back.best_miou == 0.25
+    assert back.rng[0]["torch"].equal(state.rng[0]["torch"]) and back.config == {"output_dir": "x"}
+    with pytest.raises(CheckpointError, match="holds no training state"):
+        TrainingState.from_payload({k: v for k, v in payload.items() if k != "training"}, "mem")
+    with pytest.raises(CheckpointError, match="malformed training state"):
+        TrainingState.from_payload({**payload, "training": {**payload["training"], "world_size": "two"}}, "mem")
+
+
+def test_official_reader_keeps_the_bookkeeping_for_the_converter_only(tmp_path, r50_official):
+    """A bad mean_iu does not stop loading an official file (only converting it keeps it)."""
+    from hanet.checkpoints import OfficialCheckpoint, convert_official
+
+    path = r50_official[0]
+    ckpt = torch.load(path, weights_only=False)
+    ckpt["mean_iu"] = "n/a"
+    bad = tmp_path / "bad_mean_iu.pth"
+    torch.save(ckpt, bad)
+    load_official(bad)
+    with pytest.raises(CheckpointError, match="'mean_iu' must be a number"):
+        convert_official(bad, tmp_path / "out.pt")
+    assert not (tmp_path / "out.pt").exists()
+    official = OfficialCheckpoint.from_payload(torch.load(path, weights_only=False), "mem")
+    assert set(official.numbers("mem")) == {"mean_iu", "epoch"}
+    assert not any(k.startswith("module.") for k in official.state_dict)
+
+
+def test_position_constants_have_one_name_each():
+    import hanet.data.position as data_pos
+    import hanet.inference as inference
+    import hanet.models.pos_encoding as model_pos
+
+    assert data_pos.FRAME_HEIGHT == 1024 and data_pos.POSITION_ROWS == model_pos.POSITION_ROWS == 128
+    assert data_pos.POS_PAD == 128 and inference.POS_PAD is data_pos.POS_PAD
+    for module in (data_pos, model_pos, inference):
+        assert not hasattr(module, "FRAME_ROWS") and not hasattr(module, "PAD_POSITION")

@@ -159,3 +159,41 @@ def test_amp_training_runs(tiny_cityscapes, tmp_path, amp):
     ckpt = torch.load(out / "checkpoints/last.pt", weights_only=True)
     assert ckpt["training"]["iteration"] == 2
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def test_model_section_is_model_config_with_arch_and_start_weights():
+    """The training `model:` section is generated from ModelConfig: the same keys (trunk and
+    output stride given by `arch`), the same defaults but aux_loss (true for training), and
+    the keys and order a training checkpoint's config has always stored."""
+    import dataclasses
+
+    from hanet.models import ModelConfig
+    from hanet.training.config import TRAINING_MODEL_DEFAULTS, ModelSection
+
+    names = [f.name for f in dataclasses.fields(ModelSection)]
+    assert names == ["arch", "num_classes", "hanet", "hanet_set", "hanet_pos", "pos_rfactor", "pooling", "dropout",
+                     "pos_noise", "aux_loss", "pretrained", "init_from", "backend"]
+    assert set(names) - {"arch", "pretrained", "init_from"} == {f.name for f in dataclasses.fields(ModelConfig)} - {
+        "trunk", "output_stride"}
+    assert TRAINING_MODEL_DEFAULTS == {"aux_loss": True} and ModelConfig().aux_loss is False
+    section = load_config(None).model
+    assert section.model_config() == ModelConfig(aux_loss=True)  # the default arch is R101 OS8
+    cfg = load_config(None, ["model.arch=DeepR101V3PlusD_HANet", "model.aux_loss=false", "model.hanet=[0,0,0,0,0]"])
+    assert cfg.model.model_config() == ModelConfig(output_stride=16, hanet=[0, 0, 0, 0, 0])
+    with pytest.raises(ConfigError, match="unknown config key 'model.trunk'"):
+        load_config(None, ["model.trunk=resnet-50"])
+
+
+def test_eval_infer_section_is_inference_config():
+    from hanet.evaluation import EvalConfig, EvalInfer, load_eval_config
+    from hanet.inference import InferenceConfig
+
+    assert EvalInfer is InferenceConfig and isinstance(EvalConfig().infer, InferenceConfig)
+    infer = load_eval_config(["infer.crop_size=[64,96]", "infer.mode=sliding"]).infer
+    assert infer == InferenceConfig(mode="sliding", crop_size=(64, 96))
+    with pytest.raises(ConfigError, match="infer.crop_size: expected a list of int"):
+        load_eval_config(["infer.crop_size=64"])
+    with pytest.raises(ValueError, match="crop_size must be"):
+        load_eval_config(["infer.crop_size=[1,2,3]"])
+    with pytest.raises(ConfigError, match="unknown config key 'infer.crop'"):
+        load_eval_config(["infer.crop=[1,2]"])
