@@ -2,7 +2,8 @@
 
 For each op at the HANet sites of DeepLabV3+ R101-OS8 (the shapes of
 :mod:`hanet.bench.ops_bench`): the host time of one call, calls issued back to back
-with no synchronisation inside the loop (median over repeats), at two levels:
+with no synchronisation inside the loop (median and best over repeats; on a shared
+machine the best is the steadier figure), at two levels:
 
 * ``api``: ``hanet.ops.<op>(..., backend="triton")`` (public ops: validation, backend
   choice, then the op);
@@ -10,7 +11,11 @@ with no synchronisation inside the loop (median over repeats), at two levels:
   launcher: argument checks, outputs, launch plan, kernel launches).
 
 ``alloc`` is the time of allocating the op's outputs with ``torch.empty`` alone, on
-the same device: the part of a call no launcher can avoid.
+the same device: the part of a call no launcher can avoid (on a CPU a 150 MB output is
+a fresh mmap per call, ~10 us; on CUDA the caching allocator takes ~1-2 us).  The
+first row, ``triton_op floor``, is a ``triton_op`` with autograd that only returns
+``torch.empty_like(x)``: what the dispatcher and torch's triton_op / autograd
+wrappers cost before any hanet code runs.
 
 Launches: on a CPU (Triton's interpreter, ``TRITON_INTERPRET=1``, which the command
 sets when it is not set) the kernel launch is replaced by a no-op, here only (every
@@ -91,20 +96,6 @@ def us_per_call(fn: Callable[[], object], device, calls: int, repeats: int) -> T
         if cuda:
             torch.cuda.synchronize()
     return statistics.median(times), min(times)
-
-
-def keep_freed_memory() -> bool:
-    """glibc only: no heap trimming (``mallopt(M_TRIM_THRESHOLD)``, ``M_TOP_PAD``).  A CPU
-    output of 150 MB is a fresh mmap per call; a small allocation after it then trims
-    the heap, which costs tens of microseconds per call that a CUDA caching allocator
-    does not (and that have nothing to do with the launcher).  Returns whether set."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(-1, 1 << 30)) and bool(libc.mallopt(-2, 256 << 20))
-    except Exception:  # pragma: no cover - not glibc
-        return False
 
 
 def _cases(dtype, device, layouts, rows, pool_shapes, rescale_shapes, ops=None):
@@ -214,8 +205,6 @@ def run(device: str | None = None, dtype: str = "float32", calls: int = 200, rep
     if dev.type != "cuda" and not noop:
         raise SystemExit("on CPU the kernels run in Triton's interpreter: host timing needs --noop")
     pool_shapes, rescale_shapes, rows = _site_shapes()
-    if dev.type == "cpu" and keep_freed_memory():
-        print("(CPU: glibc heap trimming off, see keep_freed_memory)")
     print(f"host us/call, median/best of {repeats} x {calls} calls, {dtype}, {dev}, "
           f"launches {'no-op' if noop else 'real'}")
     out = []
