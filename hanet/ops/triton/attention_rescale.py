@@ -19,11 +19,10 @@ import triton.language as tl
 from torch import Tensor
 from torch.library import triton_op
 
-from .common import (NAMESPACE, Launch, Plan, acc_constexpr, acc_dtype, attention, cdiv,
-                     check_layout, layout_of, memory_format, nhwc_blocks, nhwc_program, nhwc_rows,
-                     outputs,
-                     pick_block, rows_block, run, split_extent, split_rows, tile_elems, validate,
-                     warps)
+from .common import (NAMESPACE, Call, CallCache, Launch, Plan, acc_constexpr, acc_dtype,
+                     attention, cached_plan, cdiv, check_layout, launch, layout_of, memory_format,
+                     nhwc_blocks, nhwc_program, nhwc_rows, outputs, pick_block, rows_block, run,
+                     split_extent, split_rows, tile_elems, validate, warps)
 from .height_interp import interp_backward_launch
 
 
@@ -109,12 +108,14 @@ def _stream_launch(B: int, C: int, H: int, W: int, h_in: int, dtype: torch.dtype
                   warps(bh * bw * bc)), n_split
 
 
+@cached_plan
 def plan_attention_rescale(B: int, C: int, H: int, W: int, h_in: int, dtype: torch.dtype,
                            layout: str) -> Plan:
     """feat (B, C, H, W) -> out; roles: in (= feat), feat, logits, out."""
     return Plan([_stream_launch(B, C, H, W, h_in, dtype, layout, False)[0]])
 
 
+@cached_plan
 def plan_attention_rescale_backward(B: int, C: int, H: int, W: int, h_in: int,
                                     dtype: torch.dtype, layout: str) -> Plan:
     """roles: in (= grad), feat, logits (inputs), out (= grad_feat), grad_logits, and the
@@ -126,17 +127,40 @@ def plan_attention_rescale_backward(B: int, C: int, H: int, W: int, h_in: int,
     return Plan([first, second], temps={"part": ((n_split, B * C * H), acc)})
 
 
+_FWD_CALLS = CallCache("attention_rescale")
+_BWD_CALLS = CallCache("attention_rescale_backward")
+
+
 @triton_op(f"{NAMESPACE}::attention_rescale", mutates_args=())
 def attention_rescale(feat: Tensor, logits: Tensor) -> Tensor:
     """feat * interp(sigmoid(logits), H)[..., None], in feat's memory format; one pass
     over feat, A computed in fp32 (fp64 for fp64) inside the kernel."""
+    key = None
+    if type(feat) is Tensor and type(logits) is Tensor:
+        key = (feat.shape, feat.stride(), feat.dtype, feat.device,
+               logits.shape, logits.stride(), logits.dtype, logits.device)
+        call = _FWD_CALLS.get(key)
+        if call is not None:  # checked and planned before: allocate and launch
+            (out,) = call.outputs()
+            if call.plan is not None:
+                dense_feat, dense_logits = call.flags
+                if not dense_feat:
+                    feat = feat.contiguous()
+                launch(call.plan, {"in": feat, "feat": feat,
+                                   "logits": logits if dense_logits else logits.contiguous(),
+                                   "out": out}, call.device)
+            return out
     validate("attention_rescale", feat, logits)
     out = outputs("attention_rescale", feat, logits)
+    dense_feat = feat.is_contiguous() or feat.is_contiguous(memory_format=torch.channels_last)
+    dense_logits = logits.is_contiguous()
     feat, layout = layout_of(feat)
     logits = logits.contiguous()
     B, C, H, W = feat.shape
-    run(plan_attention_rescale, (B, C, H, W, logits.shape[2]),
-        {"in": feat, "feat": feat, "logits": logits, "out": out}, feat.device, feat.dtype, layout)
+    plan = run(plan_attention_rescale, (B, C, H, W, logits.shape[2]),
+               {"in": feat, "feat": feat, "logits": logits, "out": out}, feat.device,
+               feat.dtype, layout)
+    _FWD_CALLS.put(key, Call(plan, (out,), feat.device, (dense_feat, dense_logits)))
     return out
 
 
@@ -144,15 +168,37 @@ def attention_rescale(feat: Tensor, logits: Tensor) -> Tensor:
 def attention_rescale_backward(grad: Tensor, feat: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:
     """(grad_feat, grad_logits): grad_feat = grad * A in feat's memory format;
     grad_logits = height_interp_backward(sum_w grad * feat) * s * (1 - s)."""
+    key = None
+    if type(grad) is Tensor and type(feat) is Tensor and type(logits) is Tensor:
+        key = (grad.shape, grad.stride(), grad.dtype, grad.device,
+               feat.shape, feat.stride(), feat.dtype, feat.device,
+               logits.shape, logits.stride(), logits.dtype, logits.device)
+        call = _BWD_CALLS.get(key)
+        if call is not None:  # checked and planned before: allocate and launch
+            grad_feat, grad_logits = call.outputs()
+            if call.plan is not None:
+                dense_grad, dense_feat, dense_logits, fmt = call.flags
+                launch(call.plan, {
+                    "in": grad if dense_grad else grad.contiguous(memory_format=fmt),
+                    "feat": feat if dense_feat else feat.contiguous(),
+                    "logits": logits if dense_logits else logits.contiguous(),
+                    "out": grad_feat, "grad_logits": grad_logits}, call.device)
+            return grad_feat, grad_logits
     validate("attention_rescale_backward", grad, feat, logits)
     grad_feat, grad_logits = outputs("attention_rescale_backward", grad, feat, logits)
+    dense_feat = feat.is_contiguous() or feat.is_contiguous(memory_format=torch.channels_last)
+    dense_logits = logits.is_contiguous()
     feat, layout = layout_of(feat)
-    grad = grad.contiguous(memory_format=memory_format(layout))  # no copy when already so
+    fmt = memory_format(layout)
+    dense_grad = grad.is_contiguous(memory_format=fmt)
+    grad = grad.contiguous(memory_format=fmt)  # no copy when already so
     logits = logits.contiguous()
     B, C, H, W = feat.shape
-    run(plan_attention_rescale_backward, (B, C, H, W, logits.shape[2]),
-        {"in": grad, "feat": feat, "logits": logits, "out": grad_feat, "grad_logits": grad_logits},
-        feat.device, feat.dtype, layout)
+    plan = run(plan_attention_rescale_backward, (B, C, H, W, logits.shape[2]),
+               {"in": grad, "feat": feat, "logits": logits, "out": grad_feat,
+                "grad_logits": grad_logits}, feat.device, feat.dtype, layout)
+    _BWD_CALLS.put(key, Call(plan, (grad_feat, grad_logits), feat.device,
+                             (dense_grad, dense_feat, dense_logits, fmt)))
     return grad_feat, grad_logits
 
 

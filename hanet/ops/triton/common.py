@@ -30,6 +30,8 @@ the launchers run.
 """
 from __future__ import annotations
 
+import functools
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Tuple
 
@@ -153,10 +155,14 @@ _TRITON_PTR = {
 TARGET_PROGRAMS = 2048
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Launch:
     """One kernel launch: pointer arguments name tensors (``ptrs[arg] = (role, dtype)``)
-    that the launcher supplies by role; everything else is fixed by the plan."""
+    that the launcher supplies by role; everything else is fixed by the plan.
+
+    Built once per plan (plans are cached): the positional argument list of the kernel
+    (``template``, with ``None`` at the pointer positions that ``slots`` fills by role
+    at each call) is computed here, so a launch binds no keywords and plans nothing."""
 
     kernel: Any
     grid: Tuple[int, ...]
@@ -164,23 +170,41 @@ class Launch:
     scalars: Dict[str, int]
     constexprs: Dict[str, Any]
     num_warps: int
+    template: Tuple[Any, ...] = field(init=False, repr=False)
+    slots: Tuple[Tuple[int, str], ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        template: List[Any] = []
+        slots: List[Tuple[int, str]] = []
+        for i, arg in enumerate(self.kernel.arg_names):
+            if arg in self.ptrs:
+                template.append(None)
+                slots.append((i, self.ptrs[arg][0]))
+            elif arg in self.scalars:
+                template.append(int(self.scalars[arg]))
+            elif arg in self.constexprs:
+                template.append(self.constexprs[arg])
+            else:  # pragma: no cover - a planning bug
+                raise RuntimeError(f"{self.name}: no value planned for argument {arg!r}")
+        object.__setattr__(self, "grid", tuple(int(g) for g in self.grid))
+        object.__setattr__(self, "template", tuple(template))
+        object.__setattr__(self, "slots", tuple(slots))
 
     @property
     def name(self) -> str:
         return self.kernel.fn.__name__ if hasattr(self.kernel, "fn") else str(self.kernel)
 
+    def args(self, tensors: Dict[str, torch.Tensor]) -> List[Any]:
+        """The kernel's arguments in order (positional launch)."""
+        args = list(self.template)
+        for i, role in self.slots:
+            args[i] = tensors[role]
+        return args
+
     def kwargs(self, tensors: Dict[str, torch.Tensor]) -> Dict[str, Any]:
-        out: Dict[str, Any] = {}
-        for arg in self.kernel.arg_names:
-            if arg in self.ptrs:
-                out[arg] = tensors[self.ptrs[arg][0]]
-            elif arg in self.scalars:
-                out[arg] = self.scalars[arg]
-            elif arg in self.constexprs:
-                out[arg] = self.constexprs[arg]
-            else:  # pragma: no cover - a planning bug
-                raise RuntimeError(f"{self.name}: no value planned for argument {arg!r}")
-        return out
+        """The kernel's arguments by name (the traced launch: wrap_triton records them
+        by name)."""
+        return dict(zip(self.kernel.arg_names, self.args(tensors)))
 
     def aot_source(self) -> Tuple[Dict[str, str], Dict[str, Any], Dict[Tuple[int], list]]:
         """(signature, constexprs, attrs) for ``triton.compiler.ASTSource``, specialised
@@ -211,12 +235,117 @@ class Launch:
         return signature, constexprs, attrs
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Plan:
     """Launches in order, and the temporaries (role -> (shape, dtype)) they need."""
 
     launches: List[Launch]
     temps: Dict[str, Tuple[Tuple[int, ...], torch.dtype]] = field(default_factory=dict)
+    temp_list: Tuple[Tuple[str, Tuple[int, ...], torch.dtype], ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "launches", tuple(self.launches))
+        object.__setattr__(self, "temp_list", tuple((r, tuple(s), d) for r, (s, d) in self.temps.items()))
+
+
+# ----------------------------------------------------------------------------
+# Plan caches
+# ----------------------------------------------------------------------------
+
+#: Plans kept per planning function (least recently used ones dropped beyond).
+PLAN_CACHE_SIZE = 512
+_PLAN_FUNCTIONS: Dict[str, Any] = {}
+
+
+def cached_plan(fn):
+    """A ``plan_*`` function, cached (``functools.lru_cache``) on its arguments: sizes,
+    mode, dtype, layout.  Plans depend on nothing else (not on the GPU), so one plan
+    serves every call with those arguments; ``fn.cache_info()`` counts the plans built
+    (misses)."""
+    cached = functools.lru_cache(maxsize=PLAN_CACHE_SIZE)(fn)
+    _PLAN_FUNCTIONS[fn.__name__] = cached
+    return cached
+
+
+class CallCache:
+    """What one op decided for a call signature: key (every input tensor's shape,
+    strides, dtype and device, and the op's other arguments) -> :class:`Call`.
+
+    The key holds everything the op contract's argument checks and the launcher's
+    choices (layout, plan, outputs) read, so a call whose key is here passed the
+    checks before and is launched without checking or planning again.  Only plain
+    tensors on a device the kernels run on are cached (fake, functional or meta tensors
+    take the full path: their shapes may be symbolic, nothing is launched).  Bounded:
+    beyond ``maxsize`` signatures the oldest is dropped."""
+
+    def __init__(self, op: str, maxsize: int = PLAN_CACHE_SIZE):
+        self.op = op
+        self.maxsize = maxsize
+        self.entries: Dict[Any, "Call"] = {}
+        self.builds = 0
+        self._lock = threading.Lock()
+        _CALL_CACHES[op] = self
+
+    def get(self, key):
+        return self.entries.get(key)
+
+    def put(self, key, call: "Call") -> None:
+        if key is None or call.device.type == "meta":
+            return
+        with self._lock:
+            self.builds += 1
+            if len(self.entries) >= self.maxsize:
+                self.entries.pop(next(iter(self.entries)), None)
+            self.entries[key] = call
+
+    def clear(self) -> None:
+        with self._lock:
+            self.entries.clear()
+
+    def info(self) -> Dict[str, int]:
+        return {"entries": len(self.entries), "builds": self.builds, "maxsize": self.maxsize}
+
+
+_CALL_CACHES: Dict[str, CallCache] = {}
+
+
+class Call:
+    """One call signature's launch: its plan (None: an empty batch, nothing to launch),
+    its outputs' (size, stride, dtype), its device, and per-op flags (e.g. whether an
+    input needs a copy to a dense layout)."""
+
+    __slots__ = ("plan", "outs", "device", "flags")
+
+    def __init__(self, plan: "Plan | None", outs, device: torch.device, flags: Tuple = ()):
+        self.plan = plan
+        self.outs = tuple((tuple(t.shape), tuple(t.stride()), t.dtype) for t in outs)
+        self.device = device
+        self.flags = flags
+
+    def outputs(self) -> List[Tensor]:
+        dev = self.device
+        return [torch.empty_strided(size, stride, dtype=dtype, device=dev)
+                for size, stride, dtype in self.outs]
+
+
+def plan_cache_info() -> Dict[str, Dict[str, int]]:
+    """Statistics of the plan caches (``plan_*`` functions: hits, misses = plans built,
+    current size) and of the per-op call caches (entries, builds)."""
+    out: Dict[str, Dict[str, int]] = {}
+    for name, fn in _PLAN_FUNCTIONS.items():
+        ci = fn.cache_info()
+        out[name] = {"hits": ci.hits, "misses": ci.misses, "currsize": ci.currsize,
+                     "maxsize": ci.maxsize}
+    for op, cache in _CALL_CACHES.items():
+        out[f"call:{op}"] = cache.info()
+    return out
+
+
+def clear_plan_caches() -> None:
+    for fn in _PLAN_FUNCTIONS.values():
+        fn.cache_clear()
+    for cache in _CALL_CACHES.values():
+        cache.clear()
 
 
 def cdiv(a: int, b: int) -> int:
@@ -233,7 +362,7 @@ def acc_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def tile_elems(dtype: torch.dtype) -> int:
     """Elements of a streaming tile: 16 KiB of data (4096 fp32, 8192 fp16/bf16)."""
-    itemsize = torch.empty((), dtype=dtype).element_size()
+    itemsize = dtype.itemsize
     return max(1024, min(8192, 16384 // itemsize))
 
 
@@ -331,23 +460,54 @@ def _is_fake(t: Tensor) -> bool:
     return t.device.type == "meta" or is_fake(t)
 
 
-def run(plan_fn, shapes: Tuple[int, ...], tensors: Dict[str, Tensor], device: torch.device,
-        *plan_args) -> None:
-    """Plans (``plan_fn(*shapes, *plan_args)``) and launches one op's kernels on
-    ``tensors`` (by role), allocating the plan's temporaries.  An empty batch launches
-    nothing (its outputs are empty already)."""
-    if any(int(s) == 0 for s in shapes):
-        return
-    plan = plan_fn(*(int(s) for s in shapes), *plan_args)
-    for role, (shape, dtype) in plan.temps.items():
+try:  # private: whether wrap_triton records launches (tracing) or is the kernel itself
+    from torch._library.triton import is_wrap_triton_enabled as _wrap_enabled
+except ImportError:  # pragma: no cover
+    def _wrap_enabled() -> bool:
+        return True
+
+
+def launch(plan: Plan, tensors: Dict[str, Tensor], device: torch.device) -> None:
+    """Launches ``plan`` on ``tensors`` (by role), allocating its temporaries.
+
+    In eager mode (``triton_op`` runs the launcher with ``wrap_triton`` disabled, so
+    ``wrap_triton(k)`` is ``k`` itself) every kernel is launched directly with the
+    plan's positional arguments: ``kernel.run(*args, grid=..., warmup=False)``, what
+    ``kernel[grid](*args)`` calls.  While tracing (wrap_triton enabled) the launch goes
+    through ``wrap_triton`` with the arguments by name, which it records.
+
+    Temporaries (split partial results) are one ``torch.empty`` per call, not a buffer
+    kept with the plan: a buffer shared by every call of a plan would be written by two
+    calls at once on two streams or threads, and captured into CUDA graphs that replay
+    concurrently; the caching allocator makes the allocation cheap."""
+    for role, shape, dtype in plan.temp_list:
         tensors[role] = torch.empty(shape, dtype=dtype, device=device)
-    if INTERPRETED and any(_is_fake(t) for t in tensors.values()):
-        # Fake implementation: outputs are built above, interpreted kernels cannot
-        # run on fake tensors (and are not traceable anyway).
+    if _wrap_enabled():
+        for L in plan.launches:
+            wrap_triton(L.kernel)[L.grid](**L.kwargs(tensors), num_warps=L.num_warps)
         return
-    for launch in plan.launches:
-        wrap_triton(launch.kernel)[launch.grid](**launch.kwargs(tensors),
-                                                num_warps=launch.num_warps)
+    for L in plan.launches:
+        args = list(L.template)
+        for i, role in L.slots:
+            args[i] = tensors[role]
+        L.kernel.run(*args, grid=L.grid, warmup=False, num_warps=L.num_warps)
+
+
+def run(plan_fn, shapes: Tuple[int, ...], tensors: Dict[str, Tensor], device: torch.device,
+        *plan_args) -> "Plan | None":
+    """Plans (``plan_fn(*shapes, *plan_args)``, cached) and launches one op's kernels on
+    ``tensors`` (by role); returns the plan.  An empty batch launches nothing (its
+    outputs are empty already; the plan is None).  The full path of a call that is not
+    in its op's call cache (first call of a signature, fake or meta tensors)."""
+    if any(int(s) == 0 for s in shapes):
+        return None
+    plan = plan_fn(*(int(s) for s in shapes), *plan_args)
+    if INTERPRETED and any(_is_fake(t) for t in tensors.values()):
+        # Fake implementation: outputs are built by the caller, interpreted kernels
+        # cannot run on fake tensors (and are not traceable anyway).
+        return plan
+    launch(plan, tensors, device)
+    return plan
 
 
 # ----------------------------------------------------------------------------

@@ -9,9 +9,9 @@ import triton.language as tl
 from torch import Tensor
 from torch.library import triton_op
 
-from .common import (NAMESPACE, Launch, Plan, acc_constexpr, cdiv, interp_scale, linear_tap,
-                     linear_tap_scaled, next_pow2, outputs, pick_block, row_tile, rows_block, run,
-                     validate)
+from .common import (NAMESPACE, Call, CallCache, Launch, Plan, acc_constexpr, cached_plan, cdiv,
+                     interp_scale, launch, linear_tap, linear_tap_scaled, next_pow2, outputs,
+                     pick_block, row_tile, rows_block, run, validate)
 
 
 @triton.jit
@@ -80,6 +80,7 @@ def _height_interp_backward_kernel(g_ptr, out_ptr, logits_ptr, R, h_in, size,
     tl.store(out_ptr + o_offs, acc.to(out_ptr.dtype.element_ty), mask=m)
 
 
+@cached_plan
 def plan_height_interp(R: int, h_in: int, size: int, dtype: torch.dtype) -> Plan:
     """a (R, h_in) -> out (R, size); roles: a, out."""
     block_s = pick_block(size, 256, lo=16)
@@ -117,32 +118,58 @@ def interp_backward_launch(R: int, h_in: int, size: int, g_role: str, g_dtype: t
          "BLOCK_J": block_j, "BLOCK_K": block_k}, 4)
 
 
+@cached_plan
 def plan_height_interp_backward(R: int, h_in: int, size: int, dtype: torch.dtype) -> Plan:
     """grad (R, size) -> out (R, h_in); roles: grad, out."""
     return Plan([interp_backward_launch(R, h_in, size, "grad", dtype, "out", dtype, 1, False, "out")])
 
 
-def _resample(op: str, src: Tensor, length: int, role: str, plan, shapes) -> Tensor:
+def _resample(op: str, calls: "CallCache", src: Tensor, length: int, role: str, plan,
+              shapes) -> Tensor:
     """(B, C, n) -> (B, C, length) by ``plan``, given ``shapes(B*C, n, length)``."""
+    key = None
+    if type(src) is Tensor:
+        key = (src.shape, src.stride(), src.dtype, src.device, length)
+        call = calls.get(key)
+        if call is not None:  # checked and planned before: allocate and launch
+            (out,) = call.outputs()
+            if call.plan is not None:
+                launch(call.plan, {role: src if call.flags[0] else src.contiguous(), "out": out},
+                       call.device)
+            return out
     validate(op, src, length)
+    dense = src.is_contiguous()
     src = src.contiguous()
     out = outputs(op, src, length)
-    run(plan, shapes(src.shape[0] * src.shape[1], src.shape[2], length),
-        {role: src, "out": out}, src.device, src.dtype)
+    p = run(plan, shapes(src.shape[0] * src.shape[1], src.shape[2], length),
+            {role: src, "out": out}, src.device, src.dtype)
+    calls.put(key, Call(p, (out,), src.device, (dense,)))
     return out
+
+
+_FWD_CALLS = CallCache("height_interp")
+_BWD_CALLS = CallCache("height_interp_backward")
+
+
+def _fwd_shapes(r, n, m):
+    return r, n, m
+
+
+def _bwd_shapes(r, n, m):
+    return r, m, n
 
 
 @triton_op(f"{NAMESPACE}::height_interp", mutates_args=())
 def height_interp(a: Tensor, size: int) -> Tensor:
     """(B, C, h) -> (B, C, size): F.interpolate(a, size, mode="linear", align_corners=False)."""
-    return _resample("height_interp", a, size, "a", plan_height_interp, lambda r, n, m: (r, n, m))
+    return _resample("height_interp", _FWD_CALLS, a, size, "a", plan_height_interp, _fwd_shapes)
 
 
 @triton_op(f"{NAMESPACE}::height_interp_backward", mutates_args=())
 def height_interp_backward(grad: Tensor, in_size: int) -> Tensor:
     """Adjoint of height_interp: (B, C, size) -> (B, C, in_size), deterministic."""
-    return _resample("height_interp_backward", grad, in_size, "grad",
-                     plan_height_interp_backward, lambda r, n, m: (r, m, n))
+    return _resample("height_interp_backward", _BWD_CALLS, grad, in_size, "grad",
+                     plan_height_interp_backward, _bwd_shapes)
 
 
 KERNELS = {"height_interp": _height_interp_kernel,

@@ -19,9 +19,10 @@ import triton.language as tl
 from torch import Tensor
 from torch.library import triton_op
 
-from .common import (NAMESPACE, Launch, Plan, acc_constexpr, acc_dtype, cdiv, check_layout,
-                     layout_of, mean_div, nhwc_blocks, nhwc_program, nhwc_rows, next_pow2, outputs, pick_block,
-                     rows_block, run, split_extent, split_rows, tile_elems, validate, warps)
+from .common import (NAMESPACE, Call, CallCache, Launch, Plan, acc_constexpr, acc_dtype,
+                     cached_plan, cdiv, check_layout, launch, layout_of, mean_div, nhwc_blocks,
+                     nhwc_program, nhwc_rows, next_pow2, outputs, pick_block, rows_block, run,
+                     split_extent, split_rows, tile_elems, validate, warps)
 
 _BIG = tl.constexpr(0x7FFFFFFFFFFFFFFF)  # past any int64 position (jit globals must be constexpr)
 
@@ -234,6 +235,7 @@ def _max_bin_rows(H: int, rows: int) -> int:
     return max(((i + 1) * H + rows - 1) // rows - (i * H) // rows for i in range(rows))
 
 
+@cached_plan
 def plan_width_pool(B: int, C: int, H: int, W: int, rows: int, mode: str, dtype: torch.dtype,
                     layout: str) -> Plan:
     """x (B, C, H, W) -> out (B, C, rows) [, idx int64]; roles: x, out, idx, and for
@@ -282,6 +284,7 @@ def plan_width_pool(B: int, C: int, H: int, W: int, rows: int, mode: str, dtype:
     return Plan([main, finish], temps=temps)
 
 
+@cached_plan
 def plan_width_pool_backward(B: int, C: int, rows: int, H: int, W: int, mode: str,
                              dtype: torch.dtype, layout: str) -> Plan:
     """grad (B, C, rows) [+ indices] -> out (B, C, H, W); roles: grad, idx, out."""
@@ -309,15 +312,31 @@ def plan_width_pool_backward(B: int, C: int, rows: int, H: int, W: int, mode: st
         {**consts, "BLOCK_H": bh, "BLOCK_W": bw, "BLOCK_C": bc}, warps(bh * bw * bc))])
 
 
+_FWD_CALLS = CallCache("width_pool")
+_BWD_CALLS = CallCache("width_pool_backward")
+
+
 @triton_op(f"{NAMESPACE}::width_pool", mutates_args=())
 def width_pool(x: Tensor, rows: int, mode: str = "mean") -> tuple[Tensor, Tensor]:
     """(B, C, H, W) -> (B, C, rows) adaptive average or max pooling to (rows, 1), and
     for mode="max" the int64 arg-max flat index h*W + w (else an empty int64 tensor)."""
+    key = None
+    if type(x) is Tensor:
+        key = (x.shape, x.stride(), x.dtype, x.device, rows, mode)
+        call = _FWD_CALLS.get(key)
+        if call is not None:  # checked and planned before: allocate and launch
+            out, idx = call.outputs()
+            if call.plan is not None:
+                launch(call.plan, {"x": x if call.flags[0] else x.contiguous(), "out": out,
+                                   "idx": idx}, call.device)
+            return out, idx
     validate("width_pool", x, rows, mode)
     out, idx = outputs("width_pool", x, rows, mode)
+    dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
     x, layout = layout_of(x)
-    run(plan_width_pool, (*x.shape, rows), {"x": x, "out": out, "idx": idx}, x.device, mode,
-        x.dtype, layout)
+    plan = run(plan_width_pool, (*x.shape, rows), {"x": x, "out": out, "idx": idx}, x.device,
+               mode, x.dtype, layout)
+    _FWD_CALLS.put(key, Call(plan, (out, idx), x.device, (dense,)))
     return out, idx
 
 
@@ -325,14 +344,31 @@ def width_pool(x: Tensor, rows: int, mode: str = "mean") -> tuple[Tensor, Tensor
 def width_pool_backward(grad: Tensor, indices: Tensor, height: int, width: int, mode: str,
                         channels_last: bool) -> Tensor:
     """(B, C, rows) -> (B, C, height, width), channels_last memory format if the flag."""
+    key = None
+    if type(grad) is Tensor and type(indices) is Tensor:
+        key = (grad.shape, grad.stride(), grad.dtype, grad.device, indices.shape,
+               indices.stride(), indices.dtype, indices.device, height, width, mode,
+               channels_last)
+        call = _BWD_CALLS.get(key)
+        if call is not None:  # checked and planned before: allocate and launch
+            (out,) = call.outputs()
+            if call.plan is not None:
+                dense_grad, dense_idx = call.flags
+                launch(call.plan, {"grad": grad if dense_grad else grad.contiguous(),
+                                   "idx": indices if dense_idx else indices.contiguous(),
+                                   "out": out}, call.device)
+            return out
     validate("width_pool_backward", grad, indices, height, width, mode, channels_last)
     out = outputs("width_pool_backward", grad, indices, height, width, mode, channels_last)
+    dense_idx = mode != "max" or indices.is_contiguous()
+    dense_grad = grad.is_contiguous()
     indices = indices.contiguous() if mode == "max" else indices
     grad = grad.contiguous()
     B, C, rows = grad.shape
-    run(plan_width_pool_backward, (B, C, rows, height, width),
-        {"grad": grad, "idx": indices, "out": out}, grad.device, mode, grad.dtype,
-        "nhwc" if channels_last else "nchw")
+    plan = run(plan_width_pool_backward, (B, C, rows, height, width),
+               {"grad": grad, "idx": indices, "out": out}, grad.device, mode, grad.dtype,
+               "nhwc" if channels_last else "nchw")
+    _BWD_CALLS.put(key, Call(plan, (out,), grad.device, (dense_grad, dense_idx)))
     return out
 
 
