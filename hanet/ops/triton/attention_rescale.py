@@ -26,7 +26,7 @@ from .common import (NAMESPACE, Call, CallCache, Launch, Plan, acc_constexpr, ac
 from .height_interp import interp_backward_launch
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["R"])
 def _rescale_nchw_kernel(in_ptr, feat_ptr, logits_ptr, out_ptr, part_ptr, R, H, W, h_in,
                          w_per_split, BACKWARD: tl.constexpr, ACC: tl.constexpr,
                          BLOCK_R: tl.constexpr, BLOCK_W: tl.constexpr):
@@ -53,7 +53,7 @@ def _rescale_nchw_kernel(in_ptr, feat_ptr, logits_ptr, out_ptr, part_ptr, R, H, 
         tl.store(part_ptr + (sp.to(tl.int64) * R + rows), acc, mask=rmask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["BH"])
 def _rescale_nhwc_kernel(in_ptr, feat_ptr, logits_ptr, out_ptr, part_ptr, BH, H, W, C, h_in,
                          w_per_split, BACKWARD: tl.constexpr, ACC: tl.constexpr,
                          BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr):

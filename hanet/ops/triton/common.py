@@ -27,6 +27,13 @@ every GPU model).  :class:`Launch` can turn a planned launch into the
 ``(signature, constexprs, attrs)`` triple of ``triton.compiler.ASTSource`` with
 Triton's own runtime specialisation, so the ahead-of-time test compiles exactly what
 the launchers run.
+
+Specialisation: Triton compiles a variant per integer argument that is 1 or a multiple
+of 16.  Integer arguments that only bound loops or masks, or scale with the batch
+(``R``, ``NSEG``, ``BH``, ``B``, loop counts, split sizes, partial strides) are
+``do_not_specialize``, so a new batch size or split does not compile the kernel again;
+the sizes that enter addresses (``W``, ``C``, ``H``, ``h_in``, ``size``,
+``w_per_split``, ``N``) keep the divisibility that lets loads vectorise.
 """
 from __future__ import annotations
 

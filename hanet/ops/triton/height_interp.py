@@ -14,7 +14,7 @@ from .common import (NAMESPACE, Call, CallCache, Launch, Plan, acc_constexpr, ca
                      pick_block, row_tile, rows_block, run, validate)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["R"])
 def _height_interp_kernel(a_ptr, out_ptr, R, h_in, size,
                           ACC: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
     """(R, h_in) -> (R, size), both contiguous.  Tile: BLOCK_R rows x BLOCK_S outputs."""
@@ -29,7 +29,7 @@ def _height_interp_kernel(a_ptr, out_ptr, R, h_in, size,
              res.to(out_ptr.dtype.element_ty), mask=m)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["R", "n_parts", "part_stride", "win"])
 def _height_interp_backward_kernel(g_ptr, out_ptr, logits_ptr, R, h_in, size,
                                    n_parts, part_stride, win,
                                    SIGMOID_GRAD: tl.constexpr, ACC: tl.constexpr, BLOCK_R: tl.constexpr,

@@ -55,7 +55,7 @@ def _bin_rows(i, rows, H):
     return (i * H) // rows, ((i + 1) * H + rows - 1) // rows
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["NSEG", "n_iter"])
 def _pool_nchw_kernel(x_ptr, out_ptr, idx_ptr, NSEG, rows, H, W, n_iter,
                       IS_MAX: tl.constexpr, ACC: tl.constexpr, BLOCK_S: tl.constexpr,
                       BLOCK_L: tl.constexpr):
@@ -91,7 +91,7 @@ def _pool_nchw_kernel(x_ptr, out_ptr, idx_ptr, NSEG, rows, H, W, n_iter,
     tl.store(out_ptr + seg, cur.to(out_ptr.dtype.element_ty), mask=smask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["B", "pix_per_split", "n_split", "max_pix"])
 def _pool_nhwc_kernel(x_ptr, val_ptr, idx_ptr, B, C, rows, H, W, pix_per_split, n_split,
                       max_pix, IS_MAX: tl.constexpr, FINAL: tl.constexpr, ACC: tl.constexpr,
                       BLOCK_S: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
@@ -137,7 +137,7 @@ def _pool_nhwc_kernel(x_ptr, val_ptr, idx_ptr, B, C, rows, H, W, pix_per_split, 
     tl.store(val_ptr + o_offs, cur.to(val_ptr.dtype.element_ty), mask=om)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_split"])
 def _pool_finish_kernel(pval_ptr, pidx_ptr, out_ptr, idx_ptr, N, rows, H, W, n_split,
                         IS_MAX: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr):
     """Combines the n_split partial results [split, N] of _pool_nhwc_kernel in scan order."""
@@ -193,7 +193,7 @@ def _row_grad(grad_ptr, idx_ptr, g_row, hh, mask, w, rows, H, W, max_bins,
     return res + row
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["R", "max_bins"])
 def _pool_bwd_nchw_kernel(grad_ptr, idx_ptr, out_ptr, R, rows, H, W, max_bins,
                           IS_MAX: tl.constexpr, ACC: tl.constexpr, BLOCK_R: tl.constexpr,
                           BLOCK_W: tl.constexpr):
@@ -209,7 +209,7 @@ def _pool_bwd_nchw_kernel(grad_ptr, idx_ptr, out_ptr, R, rows, H, W, max_bins,
     tl.store(out_ptr + (r[:, None] * W + cols[None, :]), res.to(out_ptr.dtype.element_ty), mask=m)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["BH", "max_bins"])
 def _pool_bwd_nhwc_kernel(grad_ptr, idx_ptr, out_ptr, BH, C, rows, H, W, max_bins,
                           IS_MAX: tl.constexpr, ACC: tl.constexpr, BLOCK_H: tl.constexpr,
                           BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr):
