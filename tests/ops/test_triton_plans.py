@@ -1,0 +1,214 @@
+"""Launch plans of the Triton backend: built once per call signature (shape, strides /
+layout, dtype, device and the op's other arguments), kernels launched with positional
+arguments, no re-specialisation when only the batch changes."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hanet.ops import reference as ref
+from op_cases import KERNELS, close, namespace, needs_triton, x_
+
+pytestmark = needs_triton
+T = namespace("triton") if "triton" in KERNELS else None
+
+
+def _mods():
+    from hanet.ops.triton import attention_rescale as ar, common, height_interp as hi, width_pool as wp
+
+    return common, ar, hi, wp
+
+
+def _misses(fn) -> int:
+    return fn.cache_info().misses
+
+
+def test_second_call_reuses_the_plan():
+    common, ar, _, _ = _mods()
+    feat = x_((2, 3, 7, 5), seed=11)
+    logits = x_((2, 3, 4), seed=12)
+    m0 = _misses(ar.plan_attention_rescale)
+    b0 = ar._FWD_CALLS.builds
+    out1 = T.attention_rescale(feat, logits)
+    assert _misses(ar.plan_attention_rescale) == m0 + 1
+    assert ar._FWD_CALLS.builds == b0 + 1
+    out2 = T.attention_rescale(feat, logits)
+    out3 = T.attention_rescale(x_((2, 3, 7, 5), seed=13), logits)  # same signature, new data
+    assert _misses(ar.plan_attention_rescale) == m0 + 1, "the plan was built again"
+    assert ar._FWD_CALLS.builds == b0 + 1, "the call was checked and planned again"
+    assert out2 is not out1 and out2.data_ptr() != out1.data_ptr(), "outputs are fresh tensors"
+    torch.testing.assert_close(out2, out1, rtol=0, atol=0)
+    close(out3, ref.attention_rescale(x_((2, 3, 7, 5), seed=13), logits), torch.float32)
+    info = common.plan_cache_info()
+    assert info["plan_attention_rescale"]["misses"] == m0 + 1
+    assert info["call:attention_rescale"]["builds"] == b0 + 1
+
+
+def test_other_shape_dtype_or_layout_gets_its_own_plan():
+    _, ar, _, _ = _mods()
+    logits = x_((2, 3, 4), seed=2)
+    base = x_((2, 3, 9, 5), seed=1)
+    T.attention_rescale(base, logits)
+    m = _misses(ar.plan_attention_rescale)
+    variants = [
+        (x_((2, 3, 10, 5), seed=1), logits),                               # shape
+        (base.double(), logits.double()),                                  # dtype
+        (x_((2, 3, 9, 5), channels_last=True, seed=1), logits),            # layout
+    ]
+    plans = set()
+    for feat, lg in variants:
+        out = T.attention_rescale(feat, lg)
+        m += 1
+        assert _misses(ar.plan_attention_rescale) == m, "a new signature must get a new plan"
+        close(out, ref.attention_rescale(feat, lg), feat.dtype)
+        T.attention_rescale(feat, lg)
+        assert _misses(ar.plan_attention_rescale) == m
+    # the plans themselves differ, and the plan functions return the cached object
+    p1 = ar.plan_attention_rescale(2, 3, 9, 5, 4, torch.float32, "nchw")
+    assert ar.plan_attention_rescale(2, 3, 9, 5, 4, torch.float32, "nchw") is p1
+    for args in ((2, 3, 10, 5, 4, torch.float32, "nchw"), (2, 3, 9, 5, 4, torch.float64, "nchw"),
+                 (2, 3, 9, 5, 4, torch.float32, "nhwc")):
+        plans.add(id(ar.plan_attention_rescale(*args)))
+    assert len(plans) == 3 and id(p1) not in plans
+
+
+def test_strided_input_is_its_own_signature():
+    # Same shape, strides of a non-dense view: a different call entry, which copies the
+    # input on every call (also on the cached path) and gives the right result.
+    _, _, _, wp = _mods()
+    big = x_((2, 3, 8, 12), seed=3)
+    view = big[..., ::2]  # (2, 3, 8, 6), not dense
+    dense = view.contiguous()
+    for mode in ("mean", "max"):
+        b0 = wp._FWD_CALLS.builds
+        want = T.width_pool(dense, 4, mode)
+        got1 = T.width_pool(view, 4, mode)
+        got2 = T.width_pool(view, 4, mode)
+        assert wp._FWD_CALLS.builds == b0 + 2
+        for got in (got1, got2):
+            torch.testing.assert_close(got[0], want[0], rtol=0, atol=0)
+            torch.testing.assert_close(got[1], want[1], rtol=0, atol=0)
+    # transposed logits, (B, C, h) with h first in memory
+    _, ar, _, _ = _mods()
+    feat = x_((2, 3, 6, 5), seed=4)
+    lg = x_((2, 4, 3), seed=5).transpose(1, 2)
+    for _ in range(2):
+        close(T.attention_rescale(feat, lg), ref.attention_rescale(feat, lg), torch.float32)
+
+
+def test_every_op_reuses_its_plan():
+    common, ar, hi, wp = _mods()
+    x = x_((1, 2, 6, 4), seed=6)
+    xc = x_((1, 2, 6, 4), channels_last=True, seed=6)
+    g = x_((1, 2, 3), seed=7)
+    a = x_((1, 2, 3), seed=8)
+    ga = x_((1, 2, 6), seed=9)
+    calls = [
+        (wp.plan_width_pool, lambda: T.width_pool(x, 3, "max")),
+        (wp.plan_width_pool, lambda: T.width_pool(xc, 3, "mean")),
+        (wp.plan_width_pool_backward, lambda: T.width_pool_backward(
+            g, torch.zeros((1, 2, 3), dtype=torch.int64), 6, 4, "max", True)),
+        (hi.plan_height_interp, lambda: T.height_interp(a, 6)),
+        (hi.plan_height_interp_backward, lambda: T.height_interp_backward(ga, 3)),
+        (ar.plan_attention_rescale_backward, lambda: T.attention_rescale_backward(x, x, a)),
+    ]
+    for plan_fn, call in calls:
+        first = call()
+        m = _misses(plan_fn)
+        second = call()
+        assert _misses(plan_fn) == m, plan_fn.__name__
+        for u, v in zip(first if isinstance(first, tuple) else (first,),
+                        second if isinstance(second, tuple) else (second,)):
+            torch.testing.assert_close(u, v, rtol=0, atol=0)
+            assert u.stride() == v.stride()
+
+
+def test_empty_batch_is_cached_and_launches_nothing():
+    _, ar, _, _ = _mods()
+    feat = torch.empty((0, 3, 4, 5))
+    logits = torch.empty((0, 3, 2))
+    for _ in range(2):
+        out = T.attention_rescale(feat, logits)
+        assert out.shape == feat.shape
+    key = (feat.shape, feat.stride(), feat.dtype, feat.device,
+           logits.shape, logits.stride(), logits.dtype, logits.device)
+    assert ar._FWD_CALLS.get(key).plan is None
+
+
+def test_invalid_calls_are_not_cached():
+    _, ar, _, _ = _mods()
+    feat = x_((2, 3, 4, 5))
+    bad = x_((2, 4, 2))  # channel mismatch
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="channel"):
+            T.attention_rescale(feat, bad)
+
+
+def test_meta_tensors_are_not_cached():
+    _, ar, _, _ = _mods()
+    b0 = ar._FWD_CALLS.builds
+    feat = torch.empty((2, 3, 4, 5), device="meta")
+    logits = torch.empty((2, 3, 2), device="meta")
+    out = T.attention_rescale(feat, logits)
+    assert out.device.type == "meta" and out.shape == feat.shape
+    assert ar._FWD_CALLS.builds == b0
+
+
+def test_launches_are_positional():
+    from hanet.ops.triton import KERNELS as TK
+
+    seen = []
+    kernels = list({id(k): k for k in TK.values()}.values())
+    for k in kernels:
+        real = k.run
+
+        def spy(*args, _real=real, _k=k, **kwargs):
+            seen.append((_k, args, kwargs))
+            return _real(*args, **kwargs)
+
+        k.run = spy
+    try:
+        feat = x_((1, 2, 4, 3), seed=1)
+        logits = x_((1, 2, 2), seed=2)
+        T.attention_rescale_backward(feat, feat, logits)
+        T.attention_rescale_backward(feat, feat, logits)  # the cached path
+    finally:
+        for k in kernels:
+            del k.run
+    assert len(seen) == 4
+    for k, args, kwargs in seen:
+        assert set(kwargs) == {"grid", "warmup", "num_warps"}, kwargs
+        assert len(args) == len(k.arg_names)
+
+
+def _do_not_specialize(kernel):
+    names = getattr(kernel, "do_not_specialize", None)
+    if names is None:  # the interpreter keeps triton.jit's arguments
+        names = getattr(kernel, "kwargs", {}).get("do_not_specialize") or []
+    return set(names)
+
+
+def _specialisation(launch):
+    """What Triton's runtime specialises a launch on (besides pointer alignment): the
+    constexprs, num_warps, and per integer argument its width and, unless marked
+    do_not_specialize, whether it is 1 and whether it is a multiple of 16."""
+    dns = _do_not_specialize(launch.kernel)
+    ints = tuple((n, -(2**31) <= v < 2**31) + (() if n in dns else (v == 1, v % 16 == 0))
+                 for n, v in launch.scalars.items())
+    return (launch.name, tuple(sorted((k, repr(v)) for k, v in launch.constexprs.items())),
+            launch.num_warps, ints)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_batch_change_does_not_respecialise(batch):
+    # At the R101-OS8 sites, a batch of 1 or 4 runs the kernels compiled for a batch of 2.
+    from hanet.ops.triton import aot
+
+    def configs(b):
+        return aot.launch_configs(torch.float32, [(b,) + s[1:] for s in aot.POOL_SHAPES],
+                                  [(b,) + s[1:] for s in aot.RESCALE_SHAPES])
+
+    two, other = configs(2), configs(batch)
+    assert [l for l, _ in two] == [l.replace(f"{batch}x", "2x", 1) for l, _ in other]
+    for (label, a), (_, b) in zip(two, other):
+        assert _specialisation(a) == _specialisation(b), label
