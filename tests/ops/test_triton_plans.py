@@ -19,6 +19,15 @@ def _mods():
     return common, ar, hi, wp
 
 
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    # earlier tests may have planned the same signatures
+    from hanet.ops.triton import clear_plan_caches
+
+    clear_plan_caches()
+    yield
+
+
 def _misses(fn) -> int:
     return fn.cache_info().misses
 
@@ -212,3 +221,48 @@ def test_batch_change_does_not_respecialise(batch):
     assert [l for l, _ in two] == [l.replace(f"{batch}x", "2x", 1) for l, _ in other]
     for (label, a), (_, b) in zip(two, other):
         assert _specialisation(a) == _specialisation(b), label
+
+
+def test_direct_kernels_skip_the_triton_op_wrapper(monkeypatch):
+    # The launchers are the ops' device kernels: an eager call launches positionally
+    # without asking whether wrap_triton is enabled (triton_op's kernel would).
+    from hanet.ops import triton as tri
+    from hanet.ops.triton import common
+
+    if not tri.DIRECT_KERNELS:
+        pytest.skip("HANET_TRITON_DIRECT=0")
+    for name in tri.OPS:
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"hanet_triton::{name}", "CPU"), name
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"hanet_triton::{name}", "CUDA"), name
+    asked = []
+    monkeypatch.setattr(common, "_wrap_enabled", lambda: asked.append(1) or False)
+    a = x_((2, 3, 4), seed=3)
+    for _ in range(2):
+        close(T.height_interp(a, 7), ref.height_interp(a, 7), torch.float32)
+    assert asked == []
+
+
+def test_without_direct_kernels(tmp_path):
+    # HANET_TRITON_DIRECT=0: triton_op's own kernel runs the launchers (same results).
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    script = (
+        "import torch, hanet.ops as hops\n"
+        "from hanet.ops import reference as ref, triton as tri\n"
+        "assert not tri.DIRECT_KERNELS\n"
+        "assert not torch._C._dispatch_has_kernel_for_dispatch_key('hanet_triton::attention_rescale', 'CPU')\n"
+        "g = torch.Generator().manual_seed(0)\n"
+        "f = torch.randn(2, 3, 6, 5, generator=g); l = torch.randn(2, 3, 4, generator=g)\n"
+        "for _ in range(2):\n"
+        "    torch.testing.assert_close(hops.attention_rescale(f, l, backend='triton'),\n"
+        "                               ref.attention_rescale(f, l), rtol=1e-5, atol=1e-6)\n"
+        "print('ok')\n")
+    env = dict(os.environ, TRITON_INTERPRET="1", HANET_TRITON_DIRECT="0")
+    env["PYTHONPATH"] = os.pathsep.join([str(repo)] + [p for p in [env.get("PYTHONPATH")] if p])
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-4000:]

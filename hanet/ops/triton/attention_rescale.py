@@ -131,10 +131,7 @@ _FWD_CALLS = CallCache("attention_rescale")
 _BWD_CALLS = CallCache("attention_rescale_backward")
 
 
-@triton_op(f"{NAMESPACE}::attention_rescale", mutates_args=())
-def attention_rescale(feat: Tensor, logits: Tensor) -> Tensor:
-    """feat * interp(sigmoid(logits), H)[..., None], in feat's memory format; one pass
-    over feat, A computed in fp32 (fp64 for fp64) inside the kernel."""
+def _attention_rescale(feat: Tensor, logits: Tensor, direct: bool = False) -> Tensor:
     key = None
     if type(feat) is Tensor and type(logits) is Tensor:
         key = (feat.shape, feat.stride(), feat.dtype, feat.device,
@@ -148,7 +145,7 @@ def attention_rescale(feat: Tensor, logits: Tensor) -> Tensor:
                     feat = feat.contiguous()
                 launch(call.plan, {"in": feat, "feat": feat,
                                    "logits": logits if dense_logits else logits.contiguous(),
-                                   "out": out}, call.device)
+                                   "out": out}, call.device, direct)
             return out
     validate("attention_rescale", feat, logits)
     out = outputs("attention_rescale", feat, logits)
@@ -159,15 +156,13 @@ def attention_rescale(feat: Tensor, logits: Tensor) -> Tensor:
     B, C, H, W = feat.shape
     plan = run(plan_attention_rescale, (B, C, H, W, logits.shape[2]),
                {"in": feat, "feat": feat, "logits": logits, "out": out}, feat.device,
-               feat.dtype, layout)
+               feat.dtype, layout, direct=direct)
     _FWD_CALLS.put(key, Call(plan, (out,), feat.device, (dense_feat, dense_logits)))
     return out
 
 
-@triton_op(f"{NAMESPACE}::attention_rescale_backward", mutates_args=())
-def attention_rescale_backward(grad: Tensor, feat: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:
-    """(grad_feat, grad_logits): grad_feat = grad * A in feat's memory format;
-    grad_logits = height_interp_backward(sum_w grad * feat) * s * (1 - s)."""
+def _attention_rescale_backward(grad: Tensor, feat: Tensor, logits: Tensor,
+                                direct: bool = False) -> tuple[Tensor, Tensor]:
     key = None
     if type(grad) is Tensor and type(feat) is Tensor and type(logits) is Tensor:
         key = (grad.shape, grad.stride(), grad.dtype, grad.device,
@@ -182,7 +177,7 @@ def attention_rescale_backward(grad: Tensor, feat: Tensor, logits: Tensor) -> tu
                     "in": grad if dense_grad else grad.contiguous(memory_format=fmt),
                     "feat": feat if dense_feat else feat.contiguous(),
                     "logits": logits if dense_logits else logits.contiguous(),
-                    "out": grad_feat, "grad_logits": grad_logits}, call.device)
+                    "out": grad_feat, "grad_logits": grad_logits}, call.device, direct)
             return grad_feat, grad_logits
     validate("attention_rescale_backward", grad, feat, logits)
     grad_feat, grad_logits = outputs("attention_rescale_backward", grad, feat, logits)
@@ -196,13 +191,30 @@ def attention_rescale_backward(grad: Tensor, feat: Tensor, logits: Tensor) -> tu
     B, C, H, W = feat.shape
     plan = run(plan_attention_rescale_backward, (B, C, H, W, logits.shape[2]),
                {"in": grad, "feat": feat, "logits": logits, "out": grad_feat,
-                "grad_logits": grad_logits}, feat.device, feat.dtype, layout)
+                "grad_logits": grad_logits}, feat.device, feat.dtype, layout, direct=direct)
     _BWD_CALLS.put(key, Call(plan, (grad_feat, grad_logits), feat.device,
                              (dense_grad, dense_feat, dense_logits, fmt)))
     return grad_feat, grad_logits
+
+
+@triton_op(f"{NAMESPACE}::attention_rescale", mutates_args=())
+def attention_rescale(feat: Tensor, logits: Tensor) -> Tensor:
+    """feat * interp(sigmoid(logits), H)[..., None], in feat's memory format; one pass
+    over feat, A computed in fp32 (fp64 for fp64) inside the kernel."""
+    return _attention_rescale(feat, logits)
+
+
+@triton_op(f"{NAMESPACE}::attention_rescale_backward", mutates_args=())
+def attention_rescale_backward(grad: Tensor, feat: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:
+    """(grad_feat, grad_logits): grad_feat = grad * A in feat's memory format;
+    grad_logits = height_interp_backward(sum_w grad * feat) * s * (1 - s)."""
+    return _attention_rescale_backward(grad, feat, logits)
 
 
 KERNELS = {"rescale_nchw": _rescale_nchw_kernel, "rescale_nhwc": _rescale_nhwc_kernel}
 OPS = {"attention_rescale": (attention_rescale, ("rescale_nchw", "rescale_nhwc")),
        "attention_rescale_backward": (attention_rescale_backward,
                                       ("rescale_nchw", "rescale_nhwc", "height_interp_backward"))}
+# The launchers without triton_op's wrapper, for hanet.ops.triton.register_direct.
+DIRECT = {"attention_rescale": _attention_rescale,
+          "attention_rescale_backward": _attention_rescale_backward}

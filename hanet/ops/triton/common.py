@@ -474,11 +474,13 @@ except ImportError:  # pragma: no cover
         return True
 
 
-def launch(plan: Plan, tensors: Dict[str, Tensor], device: torch.device) -> None:
+def launch(plan: Plan, tensors: Dict[str, Tensor], device: torch.device,
+           direct: bool = False) -> None:
     """Launches ``plan`` on ``tensors`` (by role), allocating its temporaries.
 
-    In eager mode (``triton_op`` runs the launcher with ``wrap_triton`` disabled, so
-    ``wrap_triton(k)`` is ``k`` itself) every kernel is launched directly with the
+    In eager mode (``direct``: the op's device kernel of :func:`register_direct`; or
+    ``triton_op``'s own kernel, which runs the launcher with ``wrap_triton`` disabled, so
+    that ``wrap_triton(k)`` is ``k`` itself) every kernel is launched directly with the
     plan's positional arguments: ``kernel.run(*args, grid=..., warmup=False)``, what
     ``kernel[grid](*args)`` calls.  While tracing (wrap_triton enabled) the launch goes
     through ``wrap_triton`` with the arguments by name, which it records.
@@ -489,7 +491,7 @@ def launch(plan: Plan, tensors: Dict[str, Tensor], device: torch.device) -> None
     concurrently; the caching allocator makes the allocation cheap."""
     for role, shape, dtype in plan.temp_list:
         tensors[role] = torch.empty(shape, dtype=dtype, device=device)
-    if _wrap_enabled():
+    if not direct and _wrap_enabled():
         for L in plan.launches:
             wrap_triton(L.kernel)[L.grid](**L.kwargs(tensors), num_warps=L.num_warps)
         return
@@ -501,7 +503,7 @@ def launch(plan: Plan, tensors: Dict[str, Tensor], device: torch.device) -> None
 
 
 def run(plan_fn, shapes: Tuple[int, ...], tensors: Dict[str, Tensor], device: torch.device,
-        *plan_args) -> "Plan | None":
+        *plan_args, direct: bool = False) -> "Plan | None":
     """Plans (``plan_fn(*shapes, *plan_args)``, cached) and launches one op's kernels on
     ``tensors`` (by role); returns the plan.  An empty batch launches nothing (its
     outputs are empty already; the plan is None).  The full path of a call that is not
@@ -513,7 +515,7 @@ def run(plan_fn, shapes: Tuple[int, ...], tensors: Dict[str, Tensor], device: to
         # Fake implementation: outputs are built by the caller, interpreted kernels
         # cannot run on fake tensors (and are not traceable anyway).
         return plan
-    launch(plan, tensors, device)
+    launch(plan, tensors, device, direct)
     return plan
 
 

@@ -125,7 +125,7 @@ def plan_height_interp_backward(R: int, h_in: int, size: int, dtype: torch.dtype
 
 
 def _resample(op: str, calls: "CallCache", src: Tensor, length: int, role: str, plan,
-              shapes) -> Tensor:
+              shapes, direct: bool) -> Tensor:
     """(B, C, n) -> (B, C, length) by ``plan``, given ``shapes(B*C, n, length)``."""
     key = None
     if type(src) is Tensor:
@@ -135,14 +135,14 @@ def _resample(op: str, calls: "CallCache", src: Tensor, length: int, role: str, 
             (out,) = call.outputs()
             if call.plan is not None:
                 launch(call.plan, {role: src if call.flags[0] else src.contiguous(), "out": out},
-                       call.device)
+                       call.device, direct)
             return out
     validate(op, src, length)
     dense = src.is_contiguous()
     src = src.contiguous()
     out = outputs(op, src, length)
     p = run(plan, shapes(src.shape[0] * src.shape[1], src.shape[2], length),
-            {role: src, "out": out}, src.device, src.dtype)
+            {role: src, "out": out}, src.device, src.dtype, direct=direct)
     calls.put(key, Call(p, (out,), src.device, (dense,)))
     return out
 
@@ -159,20 +159,31 @@ def _bwd_shapes(r, n, m):
     return r, m, n
 
 
+def _height_interp(a: Tensor, size: int, direct: bool = False) -> Tensor:
+    return _resample("height_interp", _FWD_CALLS, a, size, "a", plan_height_interp, _fwd_shapes,
+                     direct)
+
+
+def _height_interp_backward(grad: Tensor, in_size: int, direct: bool = False) -> Tensor:
+    return _resample("height_interp_backward", _BWD_CALLS, grad, in_size, "grad",
+                     plan_height_interp_backward, _bwd_shapes, direct)
+
+
 @triton_op(f"{NAMESPACE}::height_interp", mutates_args=())
 def height_interp(a: Tensor, size: int) -> Tensor:
     """(B, C, h) -> (B, C, size): F.interpolate(a, size, mode="linear", align_corners=False)."""
-    return _resample("height_interp", _FWD_CALLS, a, size, "a", plan_height_interp, _fwd_shapes)
+    return _height_interp(a, size)
 
 
 @triton_op(f"{NAMESPACE}::height_interp_backward", mutates_args=())
 def height_interp_backward(grad: Tensor, in_size: int) -> Tensor:
     """Adjoint of height_interp: (B, C, size) -> (B, C, in_size), deterministic."""
-    return _resample("height_interp_backward", _BWD_CALLS, grad, in_size, "grad",
-                     plan_height_interp_backward, _bwd_shapes)
+    return _height_interp_backward(grad, in_size)
 
 
 KERNELS = {"height_interp": _height_interp_kernel,
            "height_interp_backward": _height_interp_backward_kernel}
 OPS = {"height_interp": (height_interp, ("height_interp",)),
        "height_interp_backward": (height_interp_backward, ("height_interp_backward",))}
+# The launchers without triton_op's wrapper, for hanet.ops.triton.register_direct.
+DIRECT = {"height_interp": _height_interp, "height_interp_backward": _height_interp_backward}

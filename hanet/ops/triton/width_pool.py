@@ -316,10 +316,8 @@ _FWD_CALLS = CallCache("width_pool")
 _BWD_CALLS = CallCache("width_pool_backward")
 
 
-@triton_op(f"{NAMESPACE}::width_pool", mutates_args=())
-def width_pool(x: Tensor, rows: int, mode: str = "mean") -> tuple[Tensor, Tensor]:
-    """(B, C, H, W) -> (B, C, rows) adaptive average or max pooling to (rows, 1), and
-    for mode="max" the int64 arg-max flat index h*W + w (else an empty int64 tensor)."""
+def _width_pool(x: Tensor, rows: int, mode: str = "mean",
+                direct: bool = False) -> tuple[Tensor, Tensor]:
     key = None
     if type(x) is Tensor:
         key = (x.shape, x.stride(), x.dtype, x.device, rows, mode)
@@ -328,22 +326,20 @@ def width_pool(x: Tensor, rows: int, mode: str = "mean") -> tuple[Tensor, Tensor
             out, idx = call.outputs()
             if call.plan is not None:
                 launch(call.plan, {"x": x if call.flags[0] else x.contiguous(), "out": out,
-                                   "idx": idx}, call.device)
+                                   "idx": idx}, call.device, direct)
             return out, idx
     validate("width_pool", x, rows, mode)
     out, idx = outputs("width_pool", x, rows, mode)
     dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
     x, layout = layout_of(x)
     plan = run(plan_width_pool, (*x.shape, rows), {"x": x, "out": out, "idx": idx}, x.device,
-               mode, x.dtype, layout)
+               mode, x.dtype, layout, direct=direct)
     _FWD_CALLS.put(key, Call(plan, (out, idx), x.device, (dense,)))
     return out, idx
 
 
-@triton_op(f"{NAMESPACE}::width_pool_backward", mutates_args=())
-def width_pool_backward(grad: Tensor, indices: Tensor, height: int, width: int, mode: str,
-                        channels_last: bool) -> Tensor:
-    """(B, C, rows) -> (B, C, height, width), channels_last memory format if the flag."""
+def _width_pool_backward(grad: Tensor, indices: Tensor, height: int, width: int, mode: str,
+                         channels_last: bool, direct: bool = False) -> Tensor:
     key = None
     if type(grad) is Tensor and type(indices) is Tensor:
         key = (grad.shape, grad.stride(), grad.dtype, grad.device, indices.shape,
@@ -356,7 +352,7 @@ def width_pool_backward(grad: Tensor, indices: Tensor, height: int, width: int, 
                 dense_grad, dense_idx = call.flags
                 launch(call.plan, {"grad": grad if dense_grad else grad.contiguous(),
                                    "idx": indices if dense_idx else indices.contiguous(),
-                                   "out": out}, call.device)
+                                   "out": out}, call.device, direct)
             return out
     validate("width_pool_backward", grad, indices, height, width, mode, channels_last)
     out = outputs("width_pool_backward", grad, indices, height, width, mode, channels_last)
@@ -367,9 +363,23 @@ def width_pool_backward(grad: Tensor, indices: Tensor, height: int, width: int, 
     B, C, rows = grad.shape
     plan = run(plan_width_pool_backward, (B, C, rows, height, width),
                {"grad": grad, "idx": indices, "out": out}, grad.device, mode, grad.dtype,
-               "nhwc" if channels_last else "nchw")
+               "nhwc" if channels_last else "nchw", direct=direct)
     _BWD_CALLS.put(key, Call(plan, (out,), grad.device, (dense_grad, dense_idx)))
     return out
+
+
+@triton_op(f"{NAMESPACE}::width_pool", mutates_args=())
+def width_pool(x: Tensor, rows: int, mode: str = "mean") -> tuple[Tensor, Tensor]:
+    """(B, C, H, W) -> (B, C, rows) adaptive average or max pooling to (rows, 1), and
+    for mode="max" the int64 arg-max flat index h*W + w (else an empty int64 tensor)."""
+    return _width_pool(x, rows, mode)
+
+
+@triton_op(f"{NAMESPACE}::width_pool_backward", mutates_args=())
+def width_pool_backward(grad: Tensor, indices: Tensor, height: int, width: int, mode: str,
+                        channels_last: bool) -> Tensor:
+    """(B, C, rows) -> (B, C, height, width), channels_last memory format if the flag."""
+    return _width_pool_backward(grad, indices, height, width, mode, channels_last)
 
 
 KERNELS = {"pool_nchw": _pool_nchw_kernel, "pool_nhwc": _pool_nhwc_kernel,
@@ -377,3 +387,5 @@ KERNELS = {"pool_nchw": _pool_nchw_kernel, "pool_nhwc": _pool_nhwc_kernel,
            "pool_bwd_nhwc": _pool_bwd_nhwc_kernel}
 OPS = {"width_pool": (width_pool, ("pool_nchw", "pool_nhwc", "pool_finish")),
        "width_pool_backward": (width_pool_backward, ("pool_bwd_nchw", "pool_bwd_nhwc"))}
+# The launchers without triton_op's wrapper, for hanet.ops.triton.register_direct.
+DIRECT = {"width_pool": _width_pool, "width_pool_backward": _width_pool_backward}
