@@ -15,7 +15,9 @@ the same device: the part of a call no launcher can avoid (on a CPU a 150 MB out
 a fresh mmap per call, ~10 us; on CUDA the caching allocator takes ~1-2 us).  The
 first row, ``triton_op floor``, is a ``triton_op`` with autograd that only returns
 ``torch.empty_like(x)``: what the dispatcher and torch's triton_op / autograd
-wrappers cost before any hanet code runs.
+wrappers cost before any hanet code runs (the hanet_triton ops skip triton_op's
+device-kernel wrappers: ``hanet.ops.triton.register_direct``, unless
+``HANET_TRITON_DIRECT=0``).
 
 Launches: on a CPU (Triton's interpreter, ``TRITON_INTERPRET=1``, which the command
 sets when it is not set) the kernel launch is replaced by a no-op, here only (every
