@@ -5,7 +5,10 @@ hanet_set=[3,64,3], hanet_pos=[2,1]) on the reference ops, and the same on the
 fused ops.  One training step = forward + loss + backward.  Step times are the
 median of interleaved repetitions (baseline, reference, fused, baseline, ...), so
 drift of the machine hits all variants alike.  Peak memory is measured in a fresh
-subprocess per variant (peak RSS on CPU, max_memory_allocated on GPU).
+subprocess per variant, started before the timed models are built: on CPU the peak
+resident memory of the child's own address space (VmHWM; not ``ru_maxrss``, which
+Linux carries over fork + exec from the parent, so every child would report at least
+the parent's peak), on GPU ``max_memory_allocated`` after ``reset_peak_memory_stats``.
 HANet's overhead is (variant - baseline) / baseline, in % of the baseline step.
 """
 from __future__ import annotations
@@ -53,8 +56,24 @@ def _inputs(args, device):
     return images, target
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory (MB) of this process's address space: VmHWM of
+    /proc/self/status, which starts afresh at exec.  ``ru_maxrss`` does not: Linux keeps
+    the largest of the pre-exec and post-exec peaks, so a child started by a process
+    holding 5 GB reads at least 5 GB.  Where /proc is missing, ru_maxrss (kB on Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB -> MB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def measure_memory(variant: str, args) -> float:
-    """Peak memory (MB) of one step of `variant`, in this (fresh) process."""
+    """Peak memory (MB) of one step of `variant`, in this process: call it in a fresh
+    process (:func:`memory_in_subprocess`), one per variant."""
     device = torch.device(args.device)
     model = _model(variant, args.arch, device)
     images, target = _inputs(args, device)
@@ -64,7 +83,18 @@ def measure_memory(variant: str, args) -> float:
         _sync(device)
         return torch.cuda.max_memory_allocated(device) / 2**20
     _step(model, images, target)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB -> MB on Linux
+    return peak_rss_mb()
+
+
+def memory_in_subprocess(variant: str, args) -> float:
+    """Peak memory (MB) of one step of `variant` measured in a fresh Python process."""
+    cmd = [sys.executable, "-m", "hanet.bench.model_bench", "--memory-only", variant, "--arch", args.arch,
+           "--device", args.device, "--batch", str(args.batch), "--height", str(args.height),
+           "--width", str(args.width)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory measurement of {variant} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])["peak_mb"]
 
 
 def main(argv=None):
@@ -85,6 +115,8 @@ def main(argv=None):
         print(json.dumps({"peak_mb": measure_memory(args.memory_only, args)}))
         return None
 
+    # Memory first, one fresh process per variant, while this process holds no model.
+    peaks = {} if args.no_memory else {v: memory_in_subprocess(v, args) for v in VARIANTS}
     device = torch.device(args.device)
     images, target = _inputs(args, device)
     base = _model("baseline", args.arch, device)
@@ -110,13 +142,8 @@ def main(argv=None):
         print(f"round {rep}: " + ", ".join(f"{v} {runs[v][-1]:.0f} ms" for v in VARIANTS if runs[v]), flush=True)
 
     results = {v: {"step_ms": statistics.median(runs[v]), "runs_ms": runs[v]} for v in VARIANTS}
-    if not args.no_memory:
-        for v in VARIANTS:
-            cmd = [sys.executable, "-m", "hanet.bench.model_bench", "--memory-only", v, "--arch", args.arch,
-                   "--device", args.device, "--batch", str(args.batch), "--height", str(args.height),
-                   "--width", str(args.width)]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-            results[v]["peak_mb"] = json.loads(out)["peak_mb"]
+    for v, peak in peaks.items():
+        results[v]["peak_mb"] = peak
     b = results["baseline"]["step_ms"]
     for v in VARIANTS[1:]:
         results[v]["overhead_pct"] = 100 * (results[v]["step_ms"] - b) / b

@@ -1,0 +1,66 @@
+"""hanet.bench model: peak memory per variant from a fresh process that does not
+inherit the parent's peak, and the CLI's JSON on a tiny CPU configuration."""
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from hanet.bench import model_bench
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = ["--arch", "deeplabv3plus_shufflenetv2_os16", "--device", "cpu", "--batch", "1", "--height", "32",
+        "--width", "64"]
+
+
+def _vm(field: str) -> float:
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) / 1024 for l in f if l.startswith(field + ":"))
+
+
+def test_a_variants_memory_is_its_own_not_the_parents_peak():
+    """ru_maxrss survives fork + exec on Linux: a child started while this process holds
+    a large buffer read at least this process's peak, so every variant showed the same
+    number.  The child's figure must stay well below it."""
+    try:
+        _vm("VmHWM")
+    except OSError:
+        pytest.skip("no /proc/self/status")
+    ballast = bytearray(600 * 2**20)
+    ballast[::4096] = b"\1" * (len(ballast) // 4096)  # touch every page: resident
+    parent_rss = _vm("VmRSS")
+    args = SimpleNamespace(arch="deeplabv3plus_shufflenetv2_os16", device="cpu", batch=1, height=32, width=64)
+    peak = model_bench.memory_in_subprocess("baseline", args)
+    del ballast
+    assert 50 < peak < parent_rss - 300, (peak, parent_rss)
+
+
+def test_cli_json_on_a_tiny_cpu_configuration(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_memory(variant, args):
+        calls.append((variant, args.arch, args.device, args.batch, args.height, args.width))
+        return {"baseline": 100.0, "hanet_reference": 110.0, "hanet_fused": 105.0}[variant]
+
+    monkeypatch.setattr(model_bench, "memory_in_subprocess", fake_memory)
+    out = tmp_path / "model.json"
+    model_bench.main(TINY + ["--reps", "1", "--json", str(out)])
+    assert calls == [(v, "deeplabv3plus_shufflenetv2_os16", "cpu", 1, 32, 64) for v in model_bench.VARIANTS]
+    data = json.loads(out.read_text())
+    assert set(data) == {"meta", "results"}
+    assert data["meta"] | {"threads": None, "torch": None} == {
+        "arch": "deeplabv3plus_shufflenetv2_os16", "device": "cpu", "batch": 1, "height": 32, "width": 64,
+        "threads": None, "torch": None}
+    res = data["results"]
+    assert list(res) == ["baseline", "hanet_reference", "hanet_fused"]
+    assert [res[v]["peak_mb"] for v in res] == [100.0, 110.0, 105.0]
+    assert set(res["baseline"]) == {"step_ms", "runs_ms", "peak_mb"}
+    for v in ("hanet_reference", "hanet_fused"):
+        assert set(res[v]) == {"step_ms", "runs_ms", "peak_mb", "overhead_pct"}
+    assert all(len(r["runs_ms"]) == 1 and r["step_ms"] > 0 for r in res.values())
+    # --no-memory: no measurement, no peak_mb
+    calls.clear()
+    model_bench.main(TINY + ["--reps", "1", "--no-memory", "--json", str(out)])
+    assert calls == [] and all("peak_mb" not in r for r in json.loads(out.read_text())["results"].values())
