@@ -12,7 +12,7 @@ set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu}
 mkdir -p "$OUT"
-STEPS=${STEPS:-"build tests ops model model_triton infer"}
+STEPS=${STEPS:-"build tests ops launches triton_host model model_triton infer"}
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda} HANET_CUDA=1
 export MAX_JOBS=${MAX_JOBS:-$(nproc)}
@@ -46,20 +46,30 @@ for s in $STEPS; do
     ;;
   ops)
     step "ops benchmark"
-    timeout "${OPS_TIMEOUT:-170}" $PY -m hanet.bench ops --device cuda --dtypes float32,bfloat16 \
+    timeout "${OPS_TIMEOUT:-170}" $PY -m hanet.bench ops --device cuda --dtypes float32,bfloat16 --reps 5 \
       --json "$OUT/ops_cuda.json" >"$OUT/ops_bench.log" 2>&1 || status=1
     cat "$OUT/ops_bench.log" | tail -60
+    ;;
+  launches)
+    step "kernel launches per HANet site"
+    timeout 60 $PY -m hanet.bench launches --device cuda >"$OUT/launches.log" 2>&1 || status=1
+    cat "$OUT/launches.log"
+    ;;
+  triton_host)
+    step "Triton host cost per call"
+    timeout 60 $PY -m hanet.bench triton-host --device cuda >"$OUT/triton_host.log" 2>&1 || status=1
+    tail -20 "$OUT/triton_host.log"
     ;;
   model)
     step "model benchmark"
     timeout "${MODEL_TIMEOUT:-100}" $PY -m hanet.bench model --device cuda --height 768 --width 768 --batch 2 \
-      --reps 10 --json "$OUT/model_cuda.json" >"$OUT/model_bench.log" 2>&1 || status=1
+      --reps 50 --json "$OUT/model_cuda.json" >"$OUT/model_bench.log" 2>&1 || status=1
     tail -12 "$OUT/model_bench.log"
     ;;
   model_triton)
     step "model benchmark, Triton kernels"
     HANET_BACKEND=triton timeout "${MODEL_TIMEOUT:-100}" $PY -m hanet.bench model --device cuda --height 768 \
-      --width 768 --batch 2 --reps 10 --no-memory --json "$OUT/model_cuda_triton.json" >"$OUT/model_bench_triton.log" 2>&1 || status=1
+      --width 768 --batch 2 --reps 30 --no-memory --json "$OUT/model_cuda_triton.json" >"$OUT/model_bench_triton.log" 2>&1 || status=1
     tail -8 "$OUT/model_bench_triton.log"
     ;;
   infer)

@@ -64,3 +64,13 @@ def test_cli_json_on_a_tiny_cpu_configuration(tmp_path, monkeypatch):
     calls.clear()
     model_bench.main(TINY + ["--reps", "1", "--no-memory", "--json", str(out)])
     assert calls == [] and all("peak_mb" not in r for r in json.loads(out.read_text())["results"].values())
+
+
+def test_cli_reports_the_overhead_with_its_interval(tmp_path):
+    out = tmp_path / "model.json"
+    model_bench.main(TINY + ["--reps", "3", "--no-memory", "--json", str(out)])
+    res = json.loads(out.read_text())["results"]
+    for v in ("hanet_reference", "hanet_fused"):
+        low, high = res[v]["overhead_ci95_pct"]
+        assert low <= res[v]["overhead_pct"] <= high
+        assert len(res[v]["runs_ms"]) == 3
