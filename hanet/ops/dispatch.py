@@ -44,12 +44,8 @@ def _why_unavailable(backend: str, device_type: str) -> str | None:
     """None when `backend` can run ops on `device_type` tensors, else the reason."""
     if backend == "reference":
         return None
-    if device_type == "meta" and backend in ("cpu", "cuda"):
-        if not _extension.extension_loaded():
-            return f"the C++ extension hanet._C is not built ({_extension.load_error()})"
-        return None
-    if backend == "cpu":
-        if device_type != "cpu":
+    if backend == "cpu" or (device_type == "meta" and backend == "cuda"):
+        if device_type not in ("cpu", "meta"):
             return f"the cpu backend runs on CPU tensors, these are on {device_type}"
         if not _extension.extension_loaded():
             return f"the C++ extension hanet._C is not built ({_extension.load_error()})"
