@@ -197,7 +197,7 @@ def plan_cache_info() -> Dict[str, object]:
         return {}
 
 
-def run(device: str | None = None, dtype: str = "float32", calls: int = 200, repeats: int = 7,
+def run(device: str | None = None, dtype: str = "float32", calls: int = 100, repeats: int = 7,
         layouts=("nchw", "nhwc"), noop: bool | None = None, ops: List[str] | None = None) -> List[dict]:
     import torch
 
@@ -243,7 +243,7 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default=None, help="cuda (default when present) or cpu")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16", "float64"))
-    p.add_argument("--calls", type=int, default=200, help="back-to-back calls per repeat")
+    p.add_argument("--calls", type=int, default=100, help="back-to-back calls per repeat")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--layouts", default="nchw,nhwc")
     p.add_argument("--ops", default=None, help="comma-separated op names (default: all)")
