@@ -223,7 +223,7 @@ def run(device: str | None = None, dtype: str = "float32", calls: int = 100, rep
               f"alloc={row['alloc_us']:7.2f}/{row['alloc_best_us']:7.2f}", flush=True)
     with torch.no_grad(), noop_launches(noop):
         for op, label, layout, fns, alloc in _cases(getattr(torch, dtype), dev, layouts, rows,
-                                                    pool_shapes, rescale_shapes):
+                                                    pool_shapes, rescale_shapes, ops):
             if ops and op.split("[")[0] not in ops:
                 continue
             row = {"op": op, "shape": label, "layout": layout, "dtype": dtype,
