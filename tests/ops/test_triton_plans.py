@@ -266,3 +266,16 @@ def test_without_direct_kernels(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-4000:]
+
+
+def test_host_bench_runs_and_restores_the_kernels():
+    from hanet.bench import triton_host_bench as hb
+    from hanet.ops.triton import KERNELS as TK
+
+    rows = hb.run(device="cpu", calls=2, repeats=1, ops=["height_interp"], layouts=("nchw",))
+    ops = {r["op"] for r in rows}
+    assert ops == {"triton_op floor (empty_like)", "height_interp"}
+    for r in rows:
+        assert r["op_us"] > 0 and r["alloc_us"] > 0
+        assert r["op"] == "triton_op floor (empty_like)" or r["api_us"] > 0
+    assert all("run" not in k.__dict__ for k in TK.values()), "a kernel's run was left patched"
