@@ -17,10 +17,7 @@ from . import _extension
 
 from .contract import BACKENDS
 # Fastest first.  The Triton interpreter is a test vehicle, never a CPU default.
-# Meta tensors (no data) run the C++ ops' fake kernels: shapes, checks and the op
-# structure of a model (hanet.bench.launches counts it), as the cuda backend would.
-_PREFERENCE = {"cuda": ("cuda", "triton", "reference"), "cpu": ("cpu", "reference"),
-               "meta": ("cuda", "cpu", "reference")}
+_PREFERENCE = {"cuda": ("cuda", "triton", "reference"), "cpu": ("cpu", "reference")}
 
 
 class BackendUnavailableError(RuntimeError):
@@ -44,8 +41,8 @@ def _why_unavailable(backend: str, device_type: str) -> str | None:
     """None when `backend` can run ops on `device_type` tensors, else the reason."""
     if backend == "reference":
         return None
-    if backend == "cpu" or (device_type == "meta" and backend == "cuda"):
-        if device_type not in ("cpu", "meta"):
+    if backend == "cpu":
+        if device_type != "cpu":
             return f"the cpu backend runs on CPU tensors, these are on {device_type}"
         if not _extension.extension_loaded():
             return f"the C++ extension hanet._C is not built ({_extension.load_error()})"
