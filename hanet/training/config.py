@@ -1,7 +1,8 @@
 """Training configuration: YAML files with dotted ``key=value`` overrides.
 
-Every key is declared (with its type) in the dataclasses below; unknown keys and
-values of the wrong type are errors that name the key.  A config file may start
+Every key is declared (with its type) in the dataclasses below (the ``model:``
+section's are ModelConfig's own, see ModelSection); unknown keys and values of the
+wrong type are errors that name the key.  A config file may start
 from another with ``_base_: other.yaml`` (relative to the file).
 """
 from __future__ import annotations
