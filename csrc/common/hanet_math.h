@@ -1,19 +1,19 @@
 // Per-element math shared by the CPU and CUDA kernels (HANET_HD: host-and-device
-// inline functions, detectron2's HOST_DEVICE_INLINE).
+// inline functions, detectron2's HOST_DEVICE_INLINE; common/host_device.h).
 //
 // Every index rule here is PyTorch's own, so that the fused kernels agree with
 // adaptive pooling and F.interpolate(mode="linear", align_corners=False).  The CPU
 // kernels call exactly these functions, so CPU tests exercise the CUDA index math.
+// A divisor argument (`Div`) is an int64_t (the CPU kernels: plain `/`) or a
+// FastDivmod built on the host (the CUDA kernels: no 64-bit division instruction,
+// see fast_divmod.h); both give the exact quotient, so the results are the same.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__) || defined(__HIPCC__)
-#define HANET_HD __host__ __device__ __forceinline__
-#else
-#define HANET_HD inline
-#endif
+#include "common/fast_divmod.h"
+#include "common/host_device.h"
 
 namespace hanet {
 namespace math {
@@ -21,71 +21,90 @@ namespace math {
 // ---- exact a * b / c ---------------------------------------------------------
 // floor(a * b / c) and ceil(a * b / c) for a, b >= 0 and c > 0, exact whenever the
 // quotient fits int64 even where the product does not (3e9 input rows pooled to 4e9
-// bins: i * in reaches 1.2e19 > 2^63).  Products below 2^62 take one 64-bit division.
+// bins: i * in reaches 1.2e19 > 2^63).  Factors a, b below 2^31 (a product below 2^62)
+// take one 64-bit division (quot: `/` for an int64_t c, multiply-high and shift for a
+// FastDivmod c).
 HANET_HD bool fits_31_bits(int64_t a, int64_t b) {
   return ((a | b) >> 31) == 0;
 }
-// p / c by shift-and-subtract.  A plain 128-bit `/` is a library call in device code,
+// p / c and p % c for p = hi * 2^64 + lo and 1 <= c < 2^63 with hi < c (so the
+// quotient fits 64 bits), by 64 steps of shift-and-subtract: the remainder stays below
+// c, so 2 * r + 1 fits 64 bits.  A plain 128-bit `/` is a library call in device code,
 // and a call gives every kernel that can reach it a stack frame and register spills
 // (tests/test_cuda_build.py checks the cubins for none); this loop stays inline.  Only
-// products of 2^62 and more take it.
-HANET_HD unsigned __int128 udiv128(unsigned __int128 p, unsigned __int128 c) {
-  unsigned __int128 q = 0, r = 0;
+// factors a or b of 2^31 and more take it.
+HANET_HD uint64_t div_wide(uint64_t hi, uint64_t lo, uint64_t c, uint64_t* rem) {
+  uint64_t r = hi, q = 0;
 #if defined(__CUDA_ARCH__)
 #pragma unroll 1
 #endif
-  for (int i = 127; i >= 0; --i) {
-    r = (r << 1) | ((p >> i) & 1);
+  for (int i = 63; i >= 0; --i) {
+    r = (r << 1) | ((lo >> i) & 1);
+    q <<= 1;
     if (r >= c) {
       r -= c;
-      q |= static_cast<unsigned __int128>(1) << i;
+      q |= 1;
     }
   }
+  *rem = r;
   return q;
 }
-HANET_HD unsigned __int128 mul128(int64_t a, int64_t b) {
-  return static_cast<unsigned __int128>(a) * static_cast<unsigned __int128>(b);
+// a * b / c (and the remainder) for factors of 2^31 and more: the product in 128 bits
+// (umulhi64 from fast_divmod.h and the low 64 bits), then div_wide.
+HANET_HD uint64_t mul_div_wide(int64_t a, int64_t b, int64_t c, uint64_t* rem) {
+  const uint64_t ua = static_cast<uint64_t>(a), ub = static_cast<uint64_t>(b);
+  return div_wide(umulhi64(ua, ub), ua * ub, static_cast<uint64_t>(c), rem);
 }
-HANET_HD int64_t mul_div_floor(int64_t a, int64_t b, int64_t c) {
-  if (fits_31_bits(a, b)) return (a * b) / c;
-  return static_cast<int64_t>(udiv128(mul128(a, b), static_cast<unsigned __int128>(c)));
+template <typename Div>
+HANET_HD int64_t mul_div_floor(int64_t a, int64_t b, const Div& c) {
+  if (fits_31_bits(a, b)) return quot(a * b, c);
+  uint64_t r = 0;
+  return static_cast<int64_t>(mul_div_wide(a, b, value_of(c), &r));
 }
-HANET_HD int64_t mul_div_ceil(int64_t a, int64_t b, int64_t c) {
+template <typename Div>
+HANET_HD int64_t mul_div_ceil(int64_t a, int64_t b, const Div& c) {
   if (fits_31_bits(a, b)) {
     const int64_t p = a * b;
-    return p / c + (p % c != 0);
+    const int64_t q = quot(p, c);
+    return q + (q * value_of(c) != p);
   }
-  const unsigned __int128 p = mul128(a, b);
-  const unsigned __int128 q = udiv128(p, static_cast<unsigned __int128>(c));
-  return static_cast<int64_t>(q) + (q * static_cast<unsigned __int128>(c) != p);
+  uint64_t r = 0;
+  const uint64_t q = mul_div_wide(a, b, value_of(c), &r);
+  return static_cast<int64_t>(q) + (r != 0);
 }
 
 // ---- adaptive pooling bins ------------------------------------------------
 // Bin i of `out` bins over `in` rows covers [bin_start, bin_end):
 // [floor(i*in/out), ceil((i+1)*in/out)).  Bins overlap, and repeat rows when in < out.
-HANET_HD int64_t bin_start(int64_t i, int64_t out, int64_t in) {
+template <typename Div>
+HANET_HD int64_t bin_start(int64_t i, const Div& out, int64_t in) {
   return mul_div_floor(i, in, out);
 }
-HANET_HD int64_t bin_end(int64_t i, int64_t out, int64_t in) {
+template <typename Div>
+HANET_HD int64_t bin_end(int64_t i, const Div& out, int64_t in) {
   return mul_div_ceil(i + 1, in, out);
 }
 // The bins that contain input row h are exactly [bin_start(h, in, out), bin_end(h, in, out)):
 // the same rule with `in` and `out` swapped (used by the gather-style backward passes).
-HANET_HD int64_t first_bin_of_row(int64_t h, int64_t out, int64_t in) {
+template <typename Div>
+HANET_HD int64_t first_bin_of_row(int64_t h, int64_t out, const Div& in) {
   return bin_start(h, in, out);
 }
-HANET_HD int64_t last_bin_of_row(int64_t h, int64_t out, int64_t in) {
+template <typename Div>
+HANET_HD int64_t last_bin_of_row(int64_t h, int64_t out, const Div& in) {
   return bin_end(h, in, out);  // exclusive
 }
 
 // Gradient of mean pooling at input row y: the bins holding y, each spread over its
-// (rows x W) area, added in bin order (CPU and CUDA give the same sum).
-template <typename acc_t, typename grad_t>
-HANET_HD acc_t mean_grad_at_row(const grad_t* g, int64_t y, int64_t rows, int64_t H, int64_t W) {
+// (rows x W) area, added in bin order (CPU and CUDA give the same sum).  rows and H
+// are both divisors (int64_t or FastDivmod).
+template <typename acc_t, typename grad_t, typename RowsDiv, typename HDiv>
+HANET_HD acc_t mean_grad_at_row(const grad_t* g, int64_t y, const RowsDiv& rows, const HDiv& H,
+                                int64_t W) {
   acc_t v = 0;
-  const int64_t i1 = last_bin_of_row(y, rows, H);
-  for (int64_t i = first_bin_of_row(y, rows, H); i < i1; ++i) {
-    const int64_t count = bin_end(i, rows, H) - bin_start(i, rows, H);
+  const int64_t i1 = last_bin_of_row(y, value_of(rows), H);
+  for (int64_t i = first_bin_of_row(y, value_of(rows), H); i < i1; ++i) {
+    const int64_t count = bin_end(i, rows, value_of(H)) - bin_start(i, rows, value_of(H));
     v += static_cast<acc_t>(g[i]) / static_cast<acc_t>(count * W);
   }
   return v;

@@ -2,7 +2,9 @@
 // kernels call) at sizes past 2^31 and 2^32, against exact 128-bit integer (and exact
 // rational) expectations: no overflow, adaptive bins that cover [0, in) exactly, a
 // row-to-bin inverse that names exactly the bins holding a row, linear taps inside the
-// input, and gather ranges that name exactly the outputs reading a row.
+// input, and gather ranges that name exactly the outputs reading a row.  Every divisor
+// argument is checked twice: as an int64_t (the CPU kernels) and as a FastDivmod (the
+// CUDA kernels), which must agree exactly.
 // Header-only (no libtorch); run by ctest (see CMakeLists.txt).
 #include <cinttypes>
 #include <cmath>
@@ -19,6 +21,7 @@ namespace {
 using i128 = __int128;
 using u128 = unsigned __int128;
 using namespace hanet::math;
+using hanet::math::FastDivmod;
 
 int failures = 0;
 int checks = 0;
@@ -72,12 +75,18 @@ void test_mul_div(std::mt19937_64& rng) {
            "mul_div_floor(" + str(a) + ", " + str(b) + ", " + str(c) + ")");
     expect(mul_div_ceil(a, b, c) == static_cast<int64_t>(ce),
            "mul_div_ceil(" + str(a) + ", " + str(b) + ", " + str(c) + ")");
+    const FastDivmod fc(c);
+    expect(mul_div_floor(a, b, fc) == static_cast<int64_t>(fl),
+           "mul_div_floor(" + str(a) + ", " + str(b) + ", FastDivmod(" + str(c) + "))");
+    expect(mul_div_ceil(a, b, fc) == static_cast<int64_t>(ce),
+           "mul_div_ceil(" + str(a) + ", " + str(b) + ", FastDivmod(" + str(c) + "))");
   }
 }
 
 // Bins of `out` bins over `in` rows: exact bounds, inside [0, in), covering it in order.
 void test_bins(int64_t in, int64_t out, std::mt19937_64& rng) {
   const std::string tag = " (in=" + str(in) + ", out=" + str(out) + ")";
+  const FastDivmod fin(in), fout(out);
   expect(bin_start(0, out, in) == 0, "first bin starts at row 0" + tag);
   expect(bin_end(out - 1, out, in) == in, "last bin ends at row in" + tag);
   for (int64_t i : samples(out, rng)) {
@@ -87,6 +96,8 @@ void test_bins(int64_t in, int64_t out, std::mt19937_64& rng) {
     expect(e == static_cast<int64_t>(ceil_div(static_cast<i128>(i + 1) * in, out)),
            "bin_end exact, i=" + str(i) + tag);
     expect(0 <= s && s < e && e <= in, "bin inside the input, i=" + str(i) + tag);
+    expect(bin_start(i, fout, in) == s && bin_end(i, fout, in) == e,
+           "FastDivmod bin = int64 bin, i=" + str(i) + tag);
     if (i + 1 < out) {
       // consecutive bins: no gap between them, starts non-decreasing
       const int64_t s1 = bin_start(i + 1, out, in);
@@ -97,12 +108,33 @@ void test_bins(int64_t in, int64_t out, std::mt19937_64& rng) {
   for (int64_t h : samples(in, rng)) {
     const int64_t f = first_bin_of_row(h, out, in), l = last_bin_of_row(h, out, in);
     expect(0 <= f && f < l && l <= out, "row in at least one bin, h=" + str(h) + tag);
+    expect(first_bin_of_row(h, out, fin) == f && last_bin_of_row(h, out, fin) == l,
+           "FastDivmod row-to-bin = int64 row-to-bin, h=" + str(h) + tag);
     for (int64_t i : {f, l - 1}) {
       expect(bin_start(i, out, in) <= h && h < bin_end(i, out, in),
              "named bin holds the row, h=" + str(h) + tag);
     }
     if (f > 0) expect(h >= bin_end(f - 1, out, in), "bin before the first misses the row, h=" + str(h) + tag);
     if (l < out) expect(h < bin_start(l, out, in), "bin after the last misses the row, h=" + str(h) + tag);
+  }
+}
+
+// mean_grad_at_row with FastDivmod divisors is the int64 one, bit for bit (small sizes:
+// it loops over the bins of a row).
+void test_mean_grad(std::mt19937_64& rng) {
+  std::vector<double> g(4096);
+  for (double& v : g) v = static_cast<double>(rng() % 2001) / 1000.0 - 1.0;
+  for (int64_t H : {1, 2, 3, 7, 16, 33, 100, 1000}) {
+    for (int64_t rows : {1, 2, 3, 5, 16, 64, 100, 1000}) {
+      const FastDivmod fH(H), frows(rows);
+      for (int64_t y = 0; y < H; ++y) {
+        const double a = mean_grad_at_row<double>(g.data(), y, rows, H, int64_t(3));
+        const double b = mean_grad_at_row<double>(g.data(), y, frows, fH, int64_t(3));
+        const double c = mean_grad_at_row<double>(g.data(), y, rows, fH, int64_t(3));
+        expect(a == b && a == c, "mean_grad_at_row FastDivmod, y=" + str(y) + " H=" + str(H) +
+                                     " rows=" + str(rows));
+      }
+    }
   }
 }
 
@@ -164,6 +196,7 @@ void test_gather(int64_t in, int64_t out, std::mt19937_64& rng) {
 int main() {
   std::mt19937_64 rng(20240611);
   test_mul_div(rng);
+  test_mean_grad(rng);
   std::vector<int64_t> sizes = kBig;
   sizes.insert(sizes.end(), kSmall.begin(), kSmall.end());
   for (int64_t in : sizes) {
