@@ -5,6 +5,11 @@
 //    kernels share, so the CPU tests exercise the same arithmetic.
 //  * acc_t = at::opmath_type<scalar_t>: fp32 for float/half/bfloat16, fp64 for double.
 //  * Global offsets are int64_t everywhere (tensors may exceed 2^31 elements).
+//  * No 64-bit integer division by a runtime value in device code (it is a call, and
+//    the call costs a stack frame and spills): kernels take the divisors they need as
+//    math::FastDivmod arguments built on the host (common/fast_divmod.h), and NHWC
+//    tiles are decomposed by a TileGrid.  Short int64 loops with a runtime stride are
+//    `#pragma unroll 1`: to unroll them nvcc computes the trip count by a 64-bit division.
 //  * Deterministic: fixed-order per-thread loops, warp butterflies and shared-memory
 //    trees; no atomics.  Every output element is written exactly once.
 //  * No launch parameter that changes a reduction order depends on the GPU (SM count):
@@ -37,10 +42,13 @@
 #include <type_traits>
 
 #include "common/checks.h"
+#include "common/fast_divmod.h"
 #include "common/hanet_math.h"
 
 namespace hanet {
 namespace gpu {
+
+using math::FastDivmod;
 
 constexpr int kBlock = 256;     // threads per block (NHWC blocks may use fewer)
 constexpr int kWarp = 32;
@@ -53,6 +61,17 @@ constexpr int64_t kTargetThreads = int64_t(132) * 2048;
 // The floating types every op takes, with the types every kernel body needs.
 #define HANET_DISPATCH_FLOATING(TYPE, NAME, ...) \
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
+
+// Every kernel is __launch_bounds__(kBlock, min_blocks<acc_t>()): room for 4 blocks of
+// kBlock threads per SM (at most 64 registers a thread), or 3 (80 registers) when the
+// arithmetic is fp64, two registers a value.  Without a minimum, ptxas trades a few
+// registers for occupancy by spilling them to a stack frame (tests/test_cuda_build.py
+// allows none); with these, every kernel fits its budget without spilling (checked on
+// sm_80, sm_90 and sm_100: at 64 registers one fp64 kernel spilled on sm_100).
+template <typename acc_t>
+constexpr int min_blocks() {
+  return sizeof(acc_t) > 4 ? 3 : 4;
+}
 
 // 16 bytes of scalar_t: 2 doubles, 4 floats, 8 halves / bfloat16s.
 template <typename T>
@@ -129,9 +148,11 @@ struct GroupRows {
   }
 };
 
-// Calls f(o) for o in [0, n), one index per thread of a grid-stride loop.
+// Calls f(o) for o in [0, n), one index per thread of a grid-stride loop (not
+// unrolled: see the conventions above).
 template <typename F>
 __device__ __forceinline__ void grid_stride(int64_t n, F&& f) {
+#pragma unroll 1
   for (int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; o < n;
        o += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     f(o);
@@ -145,21 +166,29 @@ struct TileCoord {
   bool active;
 };
 
+// The B * Y * chunks * splits NHWC tiles of a launch, with the divisors that decompose
+// a tile index (built on the host: NhwcLaunch::grid).
+struct TileGrid {
+  int64_t tiles;
+  FastDivmod Y, chunks, splits;
+
+  // First column of width split s (0 <= s <= splits) of W columns: s * W / splits.
+  // nhwc_launch keeps splits below 2^14, so s * W stays below 2^63 for W < 2^49.
+  __device__ __forceinline__ int64_t split_begin(int64_t s, int64_t W) const {
+    return splits.quot(s * W);
+  }
+};
+
 // Calls f(tile) for the NHWC tiles of this block (a block-stride loop over all
-// B * Y * chunks * splits tiles); f returns to skip the rest of a tile.
+// g.tiles tiles); f returns to skip the rest of a tile.
 template <typename F>
-__device__ __forceinline__ void for_each_tile(int64_t B, int64_t Y, int64_t chunks,
-                                              int64_t splits, int64_t cvecs, F&& f) {
-  const int64_t tiles = B * Y * chunks * splits;
-  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+__device__ __forceinline__ void for_each_tile(const TileGrid& g, int64_t cvecs, F&& f) {
+  for (int64_t tile = blockIdx.x; tile < g.tiles; tile += gridDim.x) {
     TileCoord c;
-    int64_t t = tile;
-    c.s = t % splits;
-    t /= splits;
-    c.chunk = t % chunks;
-    t /= chunks;
-    c.y = t % Y;
-    c.b = t / Y;
+    int64_t t = 0;
+    g.splits.divmod(tile, &t, &c.s);
+    g.chunks.divmod(t, &t, &c.chunk);
+    g.Y.divmod(t, &c.b, &c.y);
     c.cv = c.chunk * blockDim.x + threadIdx.x;
     c.active = c.cv < cvecs;
     f(static_cast<const TileCoord&>(c));
@@ -200,7 +229,7 @@ __device__ __forceinline__ void tree_over_y(Store&& store, Merge&& merge) {
   }
 }
 
-HANET_HD int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+HANET_HOST int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // (A plain attribute query: ATen/cuda/CUDAContext.h would drag in the cuSPARSE/cuBLAS
 // headers, which a bare CUDA toolkit install may lack.)
@@ -252,6 +281,10 @@ struct NhwcLaunch {
   int threads() const { return tx * ty; }
   dim3 block() const { return dim3(tx, ty); }
   int64_t tiles(int64_t rows) const { return rows * chunks * splits; }
+  // The tiles over B images of Y tile rows each (rows = B * Y).
+  TileGrid grid(int64_t B, int64_t Y) const {
+    return {tiles(B * Y), FastDivmod(Y), FastDivmod(chunks), FastDivmod(splits)};
+  }
 };
 
 inline NhwcLaunch nhwc_launch(int64_t cvecs, int64_t rows, int64_t W, int waves) {

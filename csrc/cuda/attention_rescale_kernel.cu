@@ -39,10 +39,10 @@ __device__ __forceinline__ void rescale_vec(const scalar_t* __restrict__ in,
 // Forward: in = feat.  Backward: in = grad, and the row's dot product with feat is
 // reduced across the group (fixed butterfly order) into gA[r].
 template <typename scalar_t, typename acc_t, int V, bool kBackward>
-__global__ void __launch_bounds__(kBlock)
+__global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
     rescale_nchw_kernel(const scalar_t* __restrict__ in, const scalar_t* __restrict__ feat,
                         const scalar_t* __restrict__ logits, scalar_t* __restrict__ out,
-                        acc_t* __restrict__ gA, int64_t nrows, int64_t H, int64_t W, int64_t h,
+                        acc_t* __restrict__ gA, int64_t nrows, FastDivmod H, int64_t W, int64_t h,
                         int G) {
   const GroupRows gr(G);
   const int64_t vecs = W / V;
@@ -51,12 +51,14 @@ __global__ void __launch_bounds__(kBlock)
     const bool valid = r < nrows;
     acc_t dot[1] = {0};
     if (valid) {
-      const int64_t p = r / H, y = r - p * H;
+      int64_t p = 0, y = 0;
+      H.divmod(r, &p, &y);
       acc_t A[V];
-      A[0] = math::interp_sigmoid<acc_t>(logits + p * h, y, h, H);
+      A[0] = math::interp_sigmoid<acc_t>(logits + p * h, y, h, H.divisor());
 #pragma unroll
       for (int e = 1; e < V; ++e) A[e] = A[0];
       const int64_t off = r * W;
+#pragma unroll 1  // no trip-count division (cuda_helpers.cuh)
       for (int64_t j = gr.g_lane; j < vecs; j += G) {
         rescale_vec<kBackward, true, V>(in + off + j * V, feat + off + j * V, out + off + j * V,
                                         A, dot);
@@ -74,16 +76,16 @@ __global__ void __launch_bounds__(kBlock)
 // backward merges its per-channel dot products over threadIdx.y by a shared-memory
 // tree and stores them to gA split s (no atomics; the splits are summed in order later).
 template <typename scalar_t, typename acc_t, int V, bool kBackward>
-__global__ void __launch_bounds__(kBlock)
+__global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
     rescale_nhwc_kernel(const scalar_t* __restrict__ in, const scalar_t* __restrict__ feat,
                         const scalar_t* __restrict__ logits, scalar_t* __restrict__ out,
                         acc_t* __restrict__ gA, int64_t B, int64_t C, int64_t H, int64_t W,
-                        int64_t h, int64_t chunks, int64_t splits) {
+                        int64_t h, TileGrid grid) {
   __shared__ acc_t s_a[kMaxTx * V];
   __shared__ acc_t s_red[kBackward ? kBlock * V : 1];
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int TX = blockDim.x, TY = blockDim.y;
-  for_each_tile(B, H, chunks, splits, C / V, [&](const TileCoord& tc) {
+  for_each_tile(grid, C / V, [&](const TileCoord& tc) {
     const int64_t cv = tc.cv;
     const bool active = tc.active;
     __syncthreads();  // the previous tile is done with s_a and s_red
@@ -98,8 +100,8 @@ __global__ void __launch_bounds__(kBlock)
 #pragma unroll
       for (int e = 0; e < V; ++e) A[e] = s_a[e * TX + tx];
       const int64_t off = ((tc.b * H + tc.y) * W) * C + cv * V;
-      const int64_t w1 = (tc.s + 1) * W / splits;
-      for (int64_t w = tc.s * W / splits + ty; w < w1; w += TY) {
+      const int64_t w1 = grid.split_begin(tc.s + 1, W);
+      for (int64_t w = grid.split_begin(tc.s, W) + ty; w < w1; w += TY) {
         rescale_vec<kBackward, false, V>(in + off + w * C, feat + off + w * C, out + off + w * C,
                                          A, dot);
       }
@@ -120,12 +122,14 @@ __global__ void __launch_bounds__(kBlock)
 // One thread per logit (b, c, j): gathers gA (summing the width splits in order) over
 // the rows that read j, then applies the sigmoid derivative.
 template <typename scalar_t, typename acc_t>
-__global__ void __launch_bounds__(kBlock)
+__global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
     attention_logits_grad_kernel(const acc_t* __restrict__ gA, const scalar_t* __restrict__ logits,
-                                 scalar_t* __restrict__ grad_logits, int64_t n, int64_t h,
+                                 scalar_t* __restrict__ grad_logits, int64_t n, FastDivmod h_div,
                                  int64_t H, int64_t split_stride, int64_t splits) {
+  const int64_t h = h_div.divisor();
   grid_stride(n, [&](int64_t o) {
-    const int64_t p = o / h, j = o - p * h;
+    int64_t p = 0, j = 0;
+    h_div.divmod(o, &p, &j);
     const acc_t* row = gA + p * H;
     int64_t begin = 0, end = 0;
     math::dst_range_reading<acc_t>(j, h, H, &begin, &end);
@@ -166,7 +170,8 @@ void rescale_stream(const at::Tensor& in, const at::Tensor& feat, const at::Tens
         constexpr int V = decltype(vec)::value;
         const NchwLaunch nl = nchw_launch(B * C * H, W / V);
         rescale_nchw_kernel<scalar_t, acc_t, V, kBackward>
-            <<<nl.grid, kBlock, 0, stream>>>(I, F, L, O, GA, B * C * H, H, W, h, nl.group);
+            <<<nl.grid, kBlock, 0, stream>>>(I, F, L, O, GA, B * C * H, FastDivmod(H), W, h,
+                                              nl.group);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
       return;
@@ -181,7 +186,7 @@ void rescale_stream(const at::Tensor& in, const at::Tensor& feat, const at::Tens
       acc_t* GA = kBackward ? gA->mutable_data_ptr<acc_t>() : nullptr;
       rescale_nhwc_kernel<scalar_t, acc_t, V, kBackward>
           <<<grid_for(tl.tiles(B * H), tl.threads()), tl.block(), 0, stream>>>(
-              I, F, L, O, GA, B, C, H, W, h, tl.chunks, tl.splits);
+              I, F, L, O, GA, B, C, H, W, h, tl.grid(B, H));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
@@ -225,7 +230,8 @@ std::tuple<at::Tensor, at::Tensor> attention_rescale_backward(const at::Tensor& 
     attention_logits_grad_kernel<scalar_t, acc_t>
         <<<grid_for(ceil_div(n, kBlock), kBlock), kBlock, 0, stream>>>(
             gA.const_data_ptr<acc_t>(), logits.const_data_ptr<scalar_t>(),
-            grad_logits.mutable_data_ptr<scalar_t>(), n, h, H, gA.numel() / splits, splits);
+            grad_logits.mutable_data_ptr<scalar_t>(), n, FastDivmod(h), H, gA.numel() / splits,
+            splits);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {grad_feat, grad_logits};

@@ -11,12 +11,13 @@ namespace {
 
 // Consecutive threads read neighbouring taps.
 template <typename scalar_t, typename acc_t>
-__global__ void __launch_bounds__(kBlock)
+__global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
     height_interp_kernel(const scalar_t* __restrict__ a, scalar_t* __restrict__ out, int64_t n,
-                         int64_t in_size, int64_t size) {
+                         int64_t in_size, FastDivmod size) {
   grid_stride(n, [&](int64_t o) {
-    const int64_t p = o / size, d = o - p * size;
-    const math::LinearTap<acc_t> t = math::linear_tap<acc_t>(d, in_size, size);
+    int64_t p = 0, d = 0;
+    size.divmod(o, &p, &d);
+    const math::LinearTap<acc_t> t = math::linear_tap<acc_t>(d, in_size, size.divisor());
     const scalar_t* src = a + p * in_size;
     out[o] = static_cast<scalar_t>(t.w0 * static_cast<acc_t>(src[t.i0]) +
                                    t.w1 * static_cast<acc_t>(src[t.i1]));
@@ -26,13 +27,14 @@ __global__ void __launch_bounds__(kBlock)
 // One thread per input element gathers the outputs that read it (math::linear_backward_at:
 // a binary search on the forward taps, then the same terms the scatter adds, in order).
 template <typename scalar_t, typename acc_t>
-__global__ void __launch_bounds__(kBlock)
+__global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
     height_interp_backward_kernel(const scalar_t* __restrict__ grad, scalar_t* __restrict__ out,
-                                  int64_t n, int64_t size, int64_t in_size) {
+                                  int64_t n, int64_t size, FastDivmod in_size) {
   grid_stride(n, [&](int64_t o) {
-    const int64_t p = o / in_size, j = o - p * in_size;
+    int64_t p = 0, j = 0;
+    in_size.divmod(o, &p, &j);
     out[o] = static_cast<scalar_t>(
-        math::linear_backward_at<acc_t>(grad + p * size, size, j, in_size));
+        math::linear_backward_at<acc_t>(grad + p * size, size, j, in_size.divisor()));
   });
 }
 
@@ -50,7 +52,8 @@ at::Tensor resample_rows(const at::Tensor& src_in, int64_t out_len, bool adjoint
     auto* kernel = adjoint ? &height_interp_backward_kernel<scalar_t, acc_t>
                            : &height_interp_kernel<scalar_t, acc_t>;
     kernel<<<grid_for(ceil_div(n, kBlock), kBlock), kBlock, 0, stream>>>(
-        src.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), n, src_len, out_len);
+        src.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), n, src_len,
+        FastDivmod(out_len));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;

@@ -55,10 +55,10 @@ struct PoolState {
 // one contiguous span of (y1 - y0) * W elements.  Each lane scans its vectors in index
 // order, then the group merges (sum, or arg-max with PyTorch's tie/NaN rule).
 template <typename scalar_t, typename acc_t, int V, bool kMax>
-__global__ void __launch_bounds__(kBlock)
+__global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
     width_pool_nchw_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out,
-                           int64_t* __restrict__ out_idx, int64_t bins, int64_t rows, int64_t H,
-                           int64_t W, int G) {
+                           int64_t* __restrict__ out_idx, int64_t bins, FastDivmod rows,
+                           int64_t H, int64_t W, int G) {
   const GroupRows gr(G);
   for (int64_t base = gr.first; base < bins; base += gr.step) {
     const int64_t o = base + gr.slot;
@@ -66,7 +66,8 @@ __global__ void __launch_bounds__(kBlock)
     int64_t y0 = 0, y1 = 0;
     const scalar_t* span = x;
     if (valid) {
-      const int64_t p = o / rows, i = o - p * rows;
+      int64_t p = 0, i = 0;
+      rows.divmod(o, &p, &i);
       y0 = math::bin_start(i, rows, H);
       y1 = math::bin_end(i, rows, H);
       span = x + (p * H + y0) * W;
@@ -93,19 +94,20 @@ __global__ void __launch_bounds__(kBlock)
 // order); the TY partials are merged by a shared-memory tree.  With one split the tile
 // writes the output; otherwise acc_t partials go to part_* for width_pool_finalize.
 template <typename scalar_t, typename acc_t, int V, bool kMax>
-__global__ void __launch_bounds__(kBlock)
+__global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
     width_pool_nhwc_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out,
                            int64_t* __restrict__ out_idx, acc_t* __restrict__ part_val,
                            int64_t* __restrict__ part_idx, int64_t B, int64_t C, int64_t H,
-                           int64_t W, int64_t rows, int64_t chunks, int64_t splits) {
+                           int64_t W, TileGrid grid) {
   __shared__ acc_t s_val[kBlock * V];
   __shared__ int64_t s_idx[kMax ? kBlock * V : 1];
   const int ty = threadIdx.y, TY = blockDim.y;
-  for_each_tile(B, rows, chunks, splits, C / V, [&](const TileCoord& tc) {
+  const FastDivmod& rows = grid.Y;  // tile rows are the output bins
+  for_each_tile(grid, C / V, [&](const TileCoord& tc) {
     const int64_t i = tc.y, b = tc.b, cv = tc.cv;
     const bool active = tc.active;
     const int64_t y0 = math::bin_start(i, rows, H), y1 = math::bin_end(i, rows, H);
-    const int64_t w0 = tc.s * W / splits, w1 = (tc.s + 1) * W / splits;
+    const int64_t w0 = grid.split_begin(tc.s, W), w1 = grid.split_begin(tc.s + 1, W);
 
     PoolState<acc_t, kMax> st[V];
 #pragma unroll
@@ -130,12 +132,13 @@ __global__ void __launch_bounds__(kBlock)
     if (ty == 0 && active) {
 #pragma unroll
       for (int e = 0; e < V; ++e) {
-        const int64_t o = (b * C + cv * V + e) * rows + i;
-        if (splits == 1) {
+        const int64_t o = (b * C + cv * V + e) * rows.divisor() + i;
+        if (grid.splits.divisor() == 1) {
           st[e].write(out, out_idx, o, y1 - y0, W);
         } else {
-          part_val[tc.s * B * C * rows + o] = st[e].val;
-          if constexpr (kMax) part_idx[tc.s * B * C * rows + o] = st[e].idx;
+          const int64_t part = tc.s * B * C * rows.divisor() + o;
+          part_val[part] = st[e].val;
+          if constexpr (kMax) part_idx[part] = st[e].idx;
         }
       }
     }
@@ -145,16 +148,17 @@ __global__ void __launch_bounds__(kBlock)
 
 // Combines the width splits of width_pool_nhwc_kernel in split order.
 template <typename scalar_t, typename acc_t, bool kMax>
-__global__ void __launch_bounds__(kBlock)
+__global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
     width_pool_finalize_kernel(const acc_t* __restrict__ part_val,
                                const int64_t* __restrict__ part_idx, scalar_t* __restrict__ out,
                                int64_t* __restrict__ out_idx, int64_t n, int64_t splits,
-                               int64_t rows, int64_t H, int64_t W) {
+                               FastDivmod rows, int64_t H, int64_t W) {
   grid_stride(n, [&](int64_t o) {
     PoolState<acc_t, kMax> st(kMax ? part_idx[o] : 0);
     st.val = part_val[o];
     for (int64_t s = 1; s < splits; ++s) st.merge(part_val[s * n + o], kMax ? part_idx[s * n + o] : 0);
-    const int64_t i = o % rows;
+    int64_t p = 0, i = 0;
+    rows.divmod(o, &p, &i);
     st.write(out, out_idx, o, math::bin_end(i, rows, H) - math::bin_start(i, rows, H), W);
   });
 }
@@ -163,26 +167,28 @@ __global__ void __launch_bounds__(kBlock)
 // [first_bin_of_row, last_bin_of_row).  Mean: the row is one constant.  Max: element
 // (y, w) sums the grads of those bins whose arg-max index is y*W+w, in bin order.
 template <typename scalar_t, typename acc_t, int V, bool kMax>
-__global__ void __launch_bounds__(kBlock)
+__global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
     width_pool_backward_nchw_kernel(const scalar_t* __restrict__ grad,
                                     const int64_t* __restrict__ indices,
-                                    scalar_t* __restrict__ gx, int64_t nrows, int64_t rows,
-                                    int64_t H, int64_t W, int G) {
+                                    scalar_t* __restrict__ gx, int64_t nrows, FastDivmod rows,
+                                    FastDivmod H, int64_t W, int G) {
   const GroupRows gr(G);
   const int64_t vecs = W / V;
   for (int64_t base = gr.first; base < nrows; base += gr.step) {
     const int64_t r = base + gr.slot;
     if (r >= nrows) continue;
-    const int64_t p = r / H, y = r - p * H;
-    const scalar_t* g = grad + p * rows;
+    int64_t p = 0, y = 0;
+    H.divmod(r, &p, &y);
+    const scalar_t* g = grad + p * rows.divisor();
     scalar_t* dst = gx + r * W;
     if constexpr (!kMax) {
       const auto v = splat<V, scalar_t>(math::mean_grad_at_row<acc_t>(g, y, rows, H, W));
+#pragma unroll 1  // no trip-count division (cuda_helpers.cuh)
       for (int64_t j = gr.g_lane; j < vecs; j += G) store_vec<V>(dst + j * V, v);
     } else {
-      const int64_t i0 = math::first_bin_of_row(y, rows, H);
-      const int64_t i1 = math::last_bin_of_row(y, rows, H);
-      const int64_t* ix = indices + p * rows;
+      const int64_t i0 = math::first_bin_of_row(y, rows.divisor(), H);
+      const int64_t i1 = math::last_bin_of_row(y, rows.divisor(), H);
+      const int64_t* ix = indices + p * rows.divisor();
       for (int64_t j = gr.g_lane; j < vecs; j += G) {
         acc_t a[V] = {};
         const int64_t col0 = y * W + j * V;  // flat index of this vector's first element
@@ -210,26 +216,27 @@ __global__ void __launch_bounds__(kBlock)
 // (B, C, rows) grad is channel-strided, so per-element reads would not coalesce), then
 // every thread stores it over its columns.
 template <typename scalar_t, typename acc_t, int V>
-__global__ void __launch_bounds__(kBlock)
+__global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
     mean_pool_backward_nhwc_kernel(const scalar_t* __restrict__ grad, scalar_t* __restrict__ gx,
-                                   int64_t B, int64_t C, int64_t H, int64_t W, int64_t rows,
-                                   int64_t chunks, int64_t splits) {
+                                   int64_t C, int64_t W, FastDivmod rows, TileGrid grid) {
   __shared__ acc_t s_g[kMaxTx * V];
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int TX = blockDim.x, TY = blockDim.y;
-  for_each_tile(B, H, chunks, splits, C / V, [&](const TileCoord& tc) {
+  const FastDivmod& H = grid.Y;  // tile rows are the input rows
+  for_each_tile(grid, C / V, [&](const TileCoord& tc) {
     __syncthreads();  // the previous tile is done reading s_g
     stage_channels<V>(s_g, tc.chunk * TX * V, C, [&](int64_t c) {
-      return math::mean_grad_at_row<acc_t>(grad + (tc.b * C + c) * rows, tc.y, rows, H, W);
+      return math::mean_grad_at_row<acc_t>(grad + (tc.b * C + c) * rows.divisor(), tc.y, rows, H,
+                                           W);
     });
     __syncthreads();
     if (!tc.active) return;
     Vec<scalar_t, V> v;
 #pragma unroll
     for (int e = 0; e < V; ++e) v.v[e] = static_cast<scalar_t>(s_g[e * TX + tx]);
-    scalar_t* dst = gx + ((tc.b * H + tc.y) * W) * C + tc.cv * V;
-    const int64_t w1 = (tc.s + 1) * W / splits;
-    for (int64_t w = tc.s * W / splits + ty; w < w1; w += TY) store_vec<V>(dst + w * C, v);
+    scalar_t* dst = gx + ((tc.b * H.divisor() + tc.y) * W) * C + tc.cv * V;
+    const int64_t w1 = grid.split_begin(tc.s + 1, W);
+    for (int64_t w = grid.split_begin(tc.s, W) + ty; w < w1; w += TY) store_vec<V>(dst + w * C, v);
   });
 }
 
@@ -238,11 +245,10 @@ __global__ void __launch_bounds__(kBlock)
 // column relative to the tile (-1 when outside it) and the bin's grad; each thread
 // keeps its kMaxIters x V outputs in registers across the passes and writes them once.
 template <typename scalar_t, typename acc_t, int V>
-__global__ void __launch_bounds__(kBlock)
+__global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
     max_pool_backward_nhwc_kernel(const scalar_t* __restrict__ grad,
                                   const int64_t* __restrict__ indices, scalar_t* __restrict__ gx,
-                                  int64_t B, int64_t C, int64_t H, int64_t W, int64_t rows,
-                                  int64_t chunks, int64_t wtiles) {
+                                  int64_t C, int64_t W, int64_t rows, TileGrid grid) {
   constexpr int kSlots = kBinSlots * kMaxTx * V;
   __shared__ acc_t s_g[kSlots];
   __shared__ int s_w[kSlots];
@@ -250,7 +256,8 @@ __global__ void __launch_bounds__(kBlock)
   const int TX = blockDim.x, TY = blockDim.y;
   const int flat = ty * TX + tx, nthreads = TX * TY;
   const int tile_w = TY * kMaxIters;
-  for_each_tile(B, H, chunks, wtiles, C / V, [&](const TileCoord& tc) {
+  const FastDivmod& H = grid.Y;  // tile rows are the input rows; grid splits: column tiles
+  for_each_tile(grid, C / V, [&](const TileCoord& tc) {
     const int64_t b = tc.b, y = tc.y, cv = tc.cv;
     const bool active = tc.active;
     const int64_t c_base = tc.chunk * TX * V;  // first channel of the chunk
@@ -261,9 +268,15 @@ __global__ void __launch_bounds__(kBlock)
     for (int64_t j0 = i0; j0 < i1; j0 += kBinSlots) {
       const int nb = static_cast<int>(i1 - j0 < kBinSlots ? i1 - j0 : kBinSlots);
       __syncthreads();  // the previous pass (or tile) is done reading the slots
-      // Consecutive threads take consecutive bins of one channel (adjacent in memory).
-      for (int ent = flat; ent < nb * TX * V; ent += nthreads) {
-        const int ch = ent / nb, jj = ent - ch * nb;
+      // Consecutive threads take consecutive bins of one channel (adjacent in memory):
+      // entry ent = ch * nb + jj, advanced by nthreads = dch * nb + djj without dividing.
+      const int dch = nthreads / nb, djj = nthreads - dch * nb;
+      int ch = flat / nb, jj = flat - ch * nb;
+      for (int ent = flat; ent < nb * TX * V; ent += nthreads, ch += dch, jj += djj) {
+        if (jj >= nb) {
+          jj -= nb;
+          ++ch;
+        }
         const int64_t c = c_base + ch;
         int rel = -1;
         acc_t gv = 0;
@@ -297,7 +310,7 @@ __global__ void __launch_bounds__(kBlock)
       }
     }
     if (!active) return;
-    scalar_t* dst = gx + ((b * H + y) * W) * C + cv * V;
+    scalar_t* dst = gx + ((b * H.divisor() + y) * W) * C + cv * V;
 #pragma unroll
     for (int it = 0; it < kMaxIters; ++it) {
       const int64_t w = w_base + it * TY + ty;
@@ -342,7 +355,7 @@ std::tuple<at::Tensor, at::Tensor> width_pool(const at::Tensor& x_in, int64_t ro
           [&](int V) { return ceil_div(max_bin_rows * W, V); },
           [&](auto vec, auto flag, const NchwLaunch& nl) {
             width_pool_nchw_kernel<scalar_t, acc_t, decltype(vec)::value, decltype(flag)::value>
-                <<<nl.grid, kBlock, 0, stream>>>(X, O, I, bins, rows, H, W, nl.group);
+                <<<nl.grid, kBlock, 0, stream>>>(X, O, I, bins, FastDivmod(rows), H, W, nl.group);
           });
       return;
     }
@@ -361,13 +374,13 @@ std::tuple<at::Tensor, at::Tensor> width_pool(const at::Tensor& x_in, int64_t ro
       with_flag(is_max, [&](auto flag) {
         constexpr bool kMax = decltype(flag)::value;
         width_pool_nhwc_kernel<scalar_t, acc_t, V, kMax><<<grid, tl.block(), 0, stream>>>(
-            X, O, I, PV, PI, B, C, H, W, rows, tl.chunks, tl.splits);
+            X, O, I, PV, PI, B, C, H, W, tl.grid(B, rows));
         C10_CUDA_KERNEL_LAUNCH_CHECK();
         if (tl.splits > 1) {
           const int64_t n = B * C * rows;
           width_pool_finalize_kernel<scalar_t, acc_t, kMax>
               <<<grid_for(ceil_div(n, kBlock), kBlock), kBlock, 0, stream>>>(
-                  PV, PI, O, I, n, tl.splits, rows, H, W);
+                  PV, PI, O, I, n, tl.splits, FastDivmod(rows), H, W);
           C10_CUDA_KERNEL_LAUNCH_CHECK();
         }
       });
@@ -406,7 +419,8 @@ at::Tensor width_pool_backward(const at::Tensor& grad_in, const at::Tensor& indi
           [&](auto vec, auto flag, const NchwLaunch& nl) {
             width_pool_backward_nchw_kernel<scalar_t, acc_t, decltype(vec)::value,
                                             decltype(flag)::value>
-                <<<nl.grid, kBlock, 0, stream>>>(G, I, GX, nrows, rows, H, W, nl.group);
+                <<<nl.grid, kBlock, 0, stream>>>(G, I, GX, nrows, FastDivmod(rows),
+                                                 FastDivmod(H), W, nl.group);
           });
       return;
     }
@@ -418,11 +432,11 @@ at::Tensor width_pool_backward(const at::Tensor& grad_in, const at::Tensor& indi
         tl.splits = ceil_div(W, static_cast<int64_t>(tl.ty) * kMaxIters);  // column tiles
         max_pool_backward_nhwc_kernel<scalar_t, acc_t, V>
             <<<grid_for(tl.tiles(B * H), tl.threads()), tl.block(), 0, stream>>>(
-                G, I, GX, B, C, H, W, rows, tl.chunks, tl.splits);
+                G, I, GX, C, W, rows, tl.grid(B, H));
       } else {
         mean_pool_backward_nhwc_kernel<scalar_t, acc_t, V>
             <<<grid_for(tl.tiles(B * H), tl.threads()), tl.block(), 0, stream>>>(
-                G, GX, B, C, H, W, rows, tl.chunks, tl.splits);
+                G, GX, C, W, FastDivmod(rows), tl.grid(B, H));
       }
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
