@@ -5,8 +5,8 @@
 //    kernels share, so the CPU tests exercise the same arithmetic.
 //  * acc_t = at::opmath_type<scalar_t>: fp32 for float/half/bfloat16, fp64 for double.
 //  * Global offsets are int64_t everywhere (tensors may exceed 2^31 elements).
-//  * No 64-bit integer division by a runtime value in device code (it is a call, and
-//    the call costs a stack frame and spills): kernels take the divisors they need as
+//  * No 64-bit integer division by a runtime value in device code (it is a call, around
+//    which ptxas spills registers to a stack frame): kernels take the divisors they need as
 //    math::FastDivmod arguments built on the host (common/fast_divmod.h), and NHWC
 //    tiles are decomposed by a TileGrid.  Short int64 loops with a runtime stride are
 //    `#pragma unroll 1`: to unroll them nvcc computes the trip count by a 64-bit division.
