@@ -204,6 +204,16 @@ def format_row(r: Row) -> str:
             f"{_fmt(r.host_us, '8.1f')} {_fmt(r.kernel_fwd_ms, '8.3f')}")
 
 
+def _parse_shape(parser, text):
+    try:
+        shape = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) != 4 or min(shape) < 1:
+        parser.error(f"--shapes: {text!r} is not a BxCxHxW shape of positive ints (or full, first)")
+    return shape
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="hanet bench ops", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -215,8 +225,9 @@ def main(argv=None):
     p.add_argument("--backends", default=None,
                    help="comma-separated; default: every backend available for the device "
                         "(the Triton interpreter is never timed)")
-    p.add_argument("--shapes", choices=["full", "first"], default="full",
-                   help="'first': only the first shape of each op (quick)")
+    p.add_argument("--shapes", default="full",
+                   help="'full' (every site of the op), 'first' (its first site, quick) or a "
+                        "comma-separated list of BxCxHxW shapes, e.g. 2x1024x96x96,2x256x192x192")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile(reference)")
     p.add_argument("--reps", type=int, default=15,
                    help="interleaved rounds per case (medians over rounds)")
@@ -239,7 +250,10 @@ def main(argv=None):
         if op not in OPS:
             p.error(f"unknown op {op!r}")
         shapes = RESCALE_SHAPES if op == "attention_rescale" else POOL_SHAPES
-        shapes = shapes[:1] if args.shapes == "first" else shapes
+        if args.shapes == "first":
+            shapes = shapes[:1]
+        elif args.shapes != "full":
+            shapes = [_parse_shape(p, s) for s in args.shapes.split(",")]
         for dtype in dtypes:
             for shape in shapes:
                 new = _bench_case(op, shape, dtype, backends, device, not args.no_compile, args.reps,
