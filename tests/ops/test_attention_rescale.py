@@ -9,7 +9,7 @@ import hanet.ops as hops
 from hanet.ops import reference
 from hanet.ops import reference as ref
 from op_cases import (DTYPES, KERNELS, LAYOUTS, NAMESPACES, NS_IDS, TOL, check_against_truth, close,
-                      kernel_cases, make, namespace, needs_triton, x_)
+                      kernel_cases, make, namespace, needs_triton, x_, grad_check_shape)
 
 CASES, IDS = kernel_cases()
 T = namespace("triton") if "triton" in KERNELS else None
@@ -146,8 +146,9 @@ def _req(t):
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("backend", KERNELS)
 def test_gradcheck_attention_rescale(backend, layout):
-    feat = _req(make((2, 3, 7, 5), torch.float64, layout, seed=1))
-    logits = _req(make((2, 3, 4), torch.float64, "nchw", seed=2))
+    B, C, H, W = grad_check_shape(backend)
+    feat = _req(make((B, C, H, W), torch.float64, layout, seed=1))
+    logits = _req(make((B, C, 4), torch.float64, "nchw", seed=2))
     assert torch.autograd.gradcheck(
         lambda f, l: hops.attention_rescale(f, l, backend=backend), (feat, logits)
     )

@@ -9,7 +9,7 @@ import hanet.ops as hops
 from hanet.ops import reference
 from hanet.ops import reference as ref
 from op_cases import (DTYPES, KERNELS, LAYOUTS, NAMESPACES, NS_IDS, check_against_truth, close,
-                      kernel_cases, make, namespace, needs_triton, x_)
+                      kernel_cases, make, namespace, needs_triton, x_, grad_check_shape)
 
 CASES, IDS = kernel_cases()
 T = namespace("triton") if "triton" in KERNELS else None
@@ -208,7 +208,7 @@ def _req(t):
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("backend", KERNELS)
 def test_gradcheck_width_pool(backend, layout, rows, mode):
-    x = _req(make((2, 3, 7, 5), torch.float64, layout, seed=3))
+    x = _req(make(grad_check_shape(backend), torch.float64, layout, seed=3))
     assert torch.autograd.gradcheck(lambda t: hops.width_pool(t, rows, mode, backend=backend), (x,))
 
 
@@ -232,7 +232,7 @@ def test_opcheck_width_pool(ns_name, ns, dtype, layout):
 @pytest.mark.parametrize("backend", KERNELS)
 def test_gradgradcheck_width_pool(backend, layout, mode):
     """Twice differentiable: the backward op is linear in grad, with a registered adjoint."""
-    x = _req(make((2, 3, 7, 5), torch.float64, layout, seed=3))
+    x = _req(make(grad_check_shape(backend), torch.float64, layout, seed=3))
     assert torch.autograd.gradgradcheck(lambda t: hops.width_pool(t, 3, mode, backend=backend), (x,))
 
 
