@@ -76,7 +76,10 @@ def _extensions():
     # csrc/README.md: one registration point, the C++ contract, shared code, one file per op.
     sources = ["csrc/registration.cpp"] + sorted(
         glob.glob("csrc/common/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
-    cxx = ["-O3", "-std=c++20", "-Wall", "-Wextra", "-DHANET_PYTHON_MODULE"] + _cpu_vec_flags()
+    # -fopenmp: at::parallel_for is header code that runs on OpenMP only when _OPENMP is
+    # defined; without it every CPU kernel runs on one thread.  The extension then uses
+    # the libgomp.so.1 that torch ships and has already loaded (same soname).
+    cxx = ["-O3", "-std=c++20", "-Wall", "-Wextra", "-DHANET_PYTHON_MODULE", "-fopenmp"] + _cpu_vec_flags()
     include = [os.path.join(ROOT, "csrc")]
     # torch's headers as system headers: -Wall -Wextra then report our sources only.
     cxx += [f"-isystem{d}" for d in include_paths()]
@@ -86,9 +89,10 @@ def _extensions():
         nvcc = ["-O3", "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo",
                 "-Xcompiler=-Wall", "-DHANET_PYTHON_MODULE"]
         return [CUDAExtension("hanet._C", sources + sorted(glob.glob("csrc/cuda/*.cu")),
-                              include_dirs=include,
+                              include_dirs=include, extra_link_args=["-fopenmp"],
                               extra_compile_args={"cxx": cxx + ["-DHANET_WITH_CUDA"], "nvcc": nvcc})]
-    return [CppExtension("hanet._C", sources, include_dirs=include, extra_compile_args={"cxx": cxx})]
+    return [CppExtension("hanet._C", sources, include_dirs=include, extra_compile_args={"cxx": cxx},
+                         extra_link_args=["-fopenmp"])]
 
 
 def _cmdclass():

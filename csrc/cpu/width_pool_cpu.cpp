@@ -119,24 +119,72 @@ void pool_forward(const at::Tensor& x, int64_t rows, bool is_max, Layout layout,
   });
 }
 
+// The mean-pool gradient of every input row, from tables built once per call: the
+// bins holding row y ([i0[y], i1[y])) and each bin's divisor (its rows x W).  The same
+// sum in the same order as math::mean_grad_at_row, without its integer divisions per
+// element (which cost more than the row itself when W is small, e.g. the autograd's
+// (B, C, H, 1) row gradient).
+template <typename acc>
+struct MeanRowGrad {
+  std::vector<int64_t> i0, i1;
+  std::vector<acc> denom;
+  MeanRowGrad(int64_t rows, int64_t H, int64_t W) : i0(H), i1(H), denom(rows) {
+    for (int64_t y = 0; y < H; ++y) {
+      i0[y] = math::first_bin_of_row(y, rows, H);
+      i1[y] = math::last_bin_of_row(y, rows, H);
+    }
+    for (int64_t i = 0; i < rows; ++i)
+      denom[i] = static_cast<acc>((math::bin_end(i, rows, H) - math::bin_start(i, rows, H)) * W);
+  }
+  template <typename T>
+  acc at(const T* g, int64_t y) const {
+    acc v = 0;
+    for (int64_t i = i0[y]; i < i1[y]; ++i) v += static_cast<acc>(g[i]) / denom[i];
+    return v;
+  }
+};
+
 template <typename T>
-void pool_backward(const at::Tensor& grad, const at::Tensor& indices, bool is_max, Layout layout,
-                   at::Tensor& gx) {
+void mean_pool_backward(const T* G, int64_t rows, Layout layout, at::Tensor& gx) {
+  const int64_t B = gx.size(0), C = gx.size(1), H = gx.size(2), W = gx.size(3);
+  const MeanRowGrad<acc_t<T>> table(rows, H, W);
+  T* GX = gx.mutable_data_ptr<T>();
+  if (layout == Layout::NCHW) {
+    at::parallel_for(0, B * C * H, grain_for(W), [&](int64_t begin, int64_t end) {
+      int64_t p = begin / H, y = begin % H;
+      for (int64_t r = begin; r < end; ++r) {
+        fill_row<T>(GX + r * W, table.at(G + p * rows, y), W);
+        if (++y == H) y = 0, ++p;
+      }
+    });
+    return;
+  }
+  at::parallel_for(0, B * H, grain_for(W * C), [&](int64_t begin, int64_t end) {
+    std::vector<acc_t<T>> v(C);
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t b = r / H, y = r % H;
+      for (int64_t c = 0; c < C; ++c) v[c] = table.at(G + (b * C + c) * rows, y);
+      T* block = GX + r * W * C;  // the (W, C) block of image row y
+      for (int64_t xw = 0; xw < W; ++xw) store_row<T>(v.data(), block + xw * C, C);
+    }
+  });
+}
+
+// Max mode: zeros, and each bin's gradient at its arg-max element.
+template <typename T>
+void max_pool_backward(const at::Tensor& grad, const at::Tensor& indices, Layout layout,
+                       at::Tensor& gx) {
   using acc = acc_t<T>;
   const int64_t B = gx.size(0), C = gx.size(1), H = gx.size(2), W = gx.size(3);
   const int64_t rows = grad.size(2);
   const T* G = grad.const_data_ptr<T>();
-  const int64_t* I = is_max ? indices.const_data_ptr<int64_t>() : nullptr;
+  const int64_t* I = indices.const_data_ptr<int64_t>();
   T* GX = gx.mutable_data_ptr<T>();
   if (layout == Layout::NCHW) {
     at::parallel_for(0, B * C * H, grain_for(W), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
         const int64_t p = r / H, y = r % H;
         T* row = GX + r * W;
-        if (!is_max) {
-          fill_row<T>(row, math::mean_grad_at_row<acc>(G + p * rows, y, rows, H, W), W);
-          continue;
-        }
         fill_row<T>(row, acc(0), W);
         const int64_t i1 = math::last_bin_of_row(y, rows, H);
         for (int64_t i = math::first_bin_of_row(y, rows, H); i < i1; ++i) {
@@ -150,16 +198,9 @@ void pool_backward(const at::Tensor& grad, const at::Tensor& indices, bool is_ma
     return;
   }
   at::parallel_for(0, B * H, grain_for(W * C), [&](int64_t begin, int64_t end) {
-    std::vector<acc> v(C);
     for (int64_t r = begin; r < end; ++r) {
       const int64_t b = r / H, y = r % H;
       T* block = GX + r * W * C;  // the (W, C) block of image row y
-      if (!is_max) {
-        for (int64_t c = 0; c < C; ++c)
-          v[c] = math::mean_grad_at_row<acc>(G + (b * C + c) * rows, y, rows, H, W);
-        for (int64_t xw = 0; xw < W; ++xw) store_row<T>(v.data(), block + xw * C, C);
-        continue;
-      }
       fill_row<T>(block, acc(0), W * C);
       const int64_t i0 = math::first_bin_of_row(y, rows, H), i1 = math::last_bin_of_row(y, rows, H);
       for (int64_t c = 0; c < C; ++c) {
@@ -221,7 +262,14 @@ at::Tensor width_pool_backward(const at::Tensor& grad_in, const at::Tensor& indi
                                          grad.options().memory_format(memory_format_of(layout)));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(),
                                   "hanet_width_pool_backward_cpu",
-                                  [&] { pool_backward<scalar_t>(grad, indices, is_max, layout, gx); });
+                                  [&] {
+                                    if (is_max) {
+                                      max_pool_backward<scalar_t>(grad, indices, layout, gx);
+                                    } else {
+                                      mean_pool_backward<scalar_t>(grad.const_data_ptr<scalar_t>(),
+                                                                   grad.size(2), layout, gx);
+                                    }
+                                  });
   return gx;
 }
 
