@@ -227,28 +227,44 @@ def test_pretrained_trunk_layouts(tmp_path):
 # -- hanet.checkpoints: one schema, the old paths as aliases, no import cycle --------------------------
 
 
-@pytest.mark.parametrize("first", ["hanet.checkpoints", "hanet.models", "hanet.models.checkpoint",
-                                   "hanet.models.official", "hanet.checkpoints.official",
-                                   "hanet.training.trainer", "hanet.evaluation"])
-def test_every_checkpoint_module_imports_first_in_a_fresh_interpreter(first):
+FIRST_IMPORTS = ["hanet.checkpoints", "hanet.models", "hanet.models.checkpoint", "hanet.models.official",
+                 "hanet.checkpoints.official", "hanet.training.trainer", "hanet.evaluation"]
+_ALIASES_ARE_ONE = (
+    "import hanet.models as m, hanet.checkpoints as c, hanet.models.checkpoint as old, "
+    "hanet.models.official as old_official\n"
+    "assert m.load is c.load is old.load and m.save is c.save and m.load_official is c.load_official\n"
+    "assert m.CheckpointError is c.CheckpointError is old.CheckpointError and m.safe_load is c.safe_load\n"
+    "assert old.load_matching is c.load_matching and old_official.convert_official is c.convert_official\n")
+_MODELS_ALONE = ("import sys, hanet.models\n"
+                 "print(sorted(m for m in sys.modules if m.startswith('hanet.checkpoints')))")
+
+
+@pytest.fixture(scope="module")
+def fresh_interpreters():
+    """Every fresh-interpreter check of this section, started at once (each one mostly
+    waits for torch to import): {name: CompletedProcess-like (returncode, stdout, stderr)}."""
+    scripts = {first: f"import {first}\n" + _ALIASES_ARE_ONE for first in FIRST_IMPORTS}
+    scripts["models alone"] = _MODELS_ALONE
+    cwd = pathlib.Path(__file__).resolve().parents[1]
+    procs = {name: subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, cwd=cwd) for name, code in scripts.items()}
+    results = {}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        results[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return results
+
+
+@pytest.mark.parametrize("first", FIRST_IMPORTS)
+def test_every_checkpoint_module_imports_first_in_a_fresh_interpreter(first, fresh_interpreters):
     """hanet.checkpoints builds on hanet.models; hanet.models reaches it only lazily, so
     whichever is imported first, nothing meets a half-initialised module."""
-    code = (f"import {first}\n"
-            "import hanet.models as m, hanet.checkpoints as c, hanet.models.checkpoint as old, "
-            "hanet.models.official as old_official\n"
-            "assert m.load is c.load is old.load and m.save is c.save and m.load_official is c.load_official\n"
-            "assert m.CheckpointError is c.CheckpointError is old.CheckpointError and m.safe_load is c.safe_load\n"
-            "assert old.load_matching is c.load_matching and old_official.convert_official is c.convert_official\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          cwd=pathlib.Path(__file__).resolve().parents[1])
+    proc = fresh_interpreters[first]
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-def test_hanet_models_does_not_import_hanet_checkpoints_at_start_up():
-    code = ("import sys, hanet.models\n"
-            "print(sorted(m for m in sys.modules if m.startswith('hanet.checkpoints')))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          cwd=pathlib.Path(__file__).resolve().parents[1])
+def test_hanet_models_does_not_import_hanet_checkpoints_at_start_up(fresh_interpreters):
+    proc = fresh_interpreters["models alone"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "[]"
 
