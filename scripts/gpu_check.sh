@@ -47,6 +47,7 @@ for s in $STEPS; do
   ops)
     step "ops benchmark"
     timeout "${OPS_TIMEOUT:-170}" $PY -m hanet.bench ops --device cuda --dtypes float32,bfloat16 --reps 5 \
+      --ops attention_rescale,width_pool_acc,width_pool_max \
       --json "$OUT/ops_cuda.json" >"$OUT/ops_bench.log" 2>&1 || status=1
     cat "$OUT/ops_bench.log" | tail -60
     ;;
