@@ -226,6 +226,8 @@ def _pool_backward_out(grad, indices, height, width, mode, channels_last):
 
 
 def _pool_setup(ctx, inputs, output):
+    # no zero gradient materialised for the (non-differentiable) indices output
+    ctx.set_materialize_grads(False)
     x, _, ctx.mode = inputs
     ctx.save_for_backward(output[1])
     ctx.mark_non_differentiable(output[1])
@@ -234,6 +236,8 @@ def _pool_setup(ctx, inputs, output):
 
 
 def _pool_grad(ops, ctx, grad_out, _grad_indices):
+    if grad_out is None:  # only the indices reached the loss: no gradient for x
+        return None, None, None
     (indices,) = ctx.saved_tensors
     if ctx.mode == "max":
         return (ops.width_pool_backward(grad_out, indices, ctx.height, ctx.width, ctx.mode,
