@@ -83,19 +83,18 @@ def count_cuda_kernels(site, H: int) -> tuple[int, int]:
     x_low, x_high, pos = _inputs(site, H, "cuda")
     grad = torch.randn(x_high.shape, device="cuda")
     site(x_low, x_high, pos).backward(grad)  # warm-up (lazy initialisation)
-    torch.cuda.synchronize()
-    counts = []
-    for phase in ("forward", "backward"):
-        out = site(x_low, x_high, pos) if phase == "backward" else None
+
+    def kernels(fn) -> int:
         torch.cuda.synchronize()
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            if phase == "forward":
-                site(x_low, x_high, pos)
-            else:
-                out.backward(grad)
+            fn()
             torch.cuda.synchronize()
-        counts.append(sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA))
-    return counts[0], counts[1]
+        return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+
+    holder = []
+    forward = kernels(lambda: holder.append(site(x_low, x_high, pos)))
+    backward = kernels(lambda: holder.pop().backward(grad))
+    return forward, backward
 
 
 def main(argv=None):
@@ -107,10 +106,12 @@ def main(argv=None):
     p.add_argument("--site", choices=list(SITES), action="append",
                    help="repeatable; default: all four R101-OS8 sites")
     args = p.parse_args(argv)
+    if args.height is not None and args.height < 1:
+        p.error(f"--height must be >= 1, got {args.height}")
     results = {}
     for name in args.site or list(SITES):
         c_low, c_high, H = SITES[name]
-        H = args.height or H
+        H = args.height if args.height is not None else H
         site = make_site(c_low, c_high, args.device, args.backend)
         if args.device.startswith("cuda"):
             f, b = count_cuda_kernels(site, H)

@@ -114,6 +114,8 @@ def main(argv=None):
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.add_argument("--memory-only", choices=VARIANTS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.reps < 1:
+        p.error(f"--reps must be >= 1 (timed rounds), got {args.reps}")
 
     if args.memory_only:
         print(json.dumps({"peak_mb": measure_memory(args.memory_only, args)}))
@@ -149,7 +151,6 @@ def main(argv=None):
     results = {v: {"step_ms": statistics.median(runs[v]), "runs_ms": runs[v]} for v in VARIANTS}
     for v, peak in peaks.items():
         results[v]["peak_mb"] = peak
-    overheads = {}
     for v in VARIANTS[1:]:
         # paired per round: the median of (variant - baseline) over the median baseline
         o = paired_overhead(runs["baseline"], runs[v]) if args.reps >= 2 else None
@@ -157,7 +158,6 @@ def main(argv=None):
         results[v]["overhead_pct"] = o.pct if o else 100 * (results[v]["step_ms"] - b) / b
         if o:
             results[v]["overhead_ci95_pct"] = [o.low, o.high]
-            overheads[v] = o
     ref_over, fused_over = results["hanet_reference"]["overhead_pct"], results["hanet_fused"]["overhead_pct"]
 
     import hanet.ops as hops

@@ -233,6 +233,8 @@ def main(argv=None):
                    help="interleaved rounds per case (medians over rounds)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = p.parse_args(argv)
+    if args.reps < 1:
+        p.error(f"--reps must be >= 1 (interleaved rounds), got {args.reps}")
 
     device = torch.device(args.device)
     backends = args.backends.split(",") if args.backends else [
