@@ -66,16 +66,49 @@ def test_lr_of_both_groups_follows_the_poly_formula():
         sched.step()
 
 
+def test_warmup_ramps_then_poly_and_adamw_takes_decoupled_steps():
+    cfg = load_config(None, ["train.optimizer=adamw", "train.lr=0.004", "train.hanet_lr=0",
+                             "train.warmup_iters=4", "train.max_iter=10", "train.weight_decay=0.01"])
+    lin = torch.nn.Linear(3, 1, bias=False)
+    lin.hanet_sites = lambda: []
+    w0 = lin.weight.detach().clone()
+    opt = build_optimizer(lin, cfg.train)
+    assert isinstance(opt, torch.optim.AdamW)
+    sched = build_scheduler(opt, cfg.train.max_iter, cfg.train.warmup_iters)
+    want = [0.004 * min(1, (i + 1) / 4) * (1 - i / 10) ** 0.9 for i in range(10)]
+    got = []
+    for _ in range(10):
+        got.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert got == pytest.approx(want, rel=1e-12)
+    # One AdamW step by hand (bias-corrected first step: the update is lr * sign(g), plus
+    # the decoupled decay lr * wd * w).
+    lin.weight.data.copy_(w0)
+    opt = build_optimizer(lin, cfg.train)
+    lin.weight.grad = torch.tensor([[0.5, -2.0, 3.0]])
+    opt.step()
+    lr, wd = 0.004, 0.01
+    expect = w0 * (1 - lr * wd) - lr * torch.tensor([[1.0, -1.0, 1.0]]) / (1 + 1e-8 / torch.tensor([[0.5, 2.0, 3.0]]))
+    assert torch.allclose(lin.weight.detach(), expect, atol=1e-9)
+    with pytest.raises(ConfigError, match="train.optimizer must be sgd or adamw, got 'adam'"):
+        load_config(None, ["train.optimizer=adam"])
+    with pytest.raises(ConfigError, match="train.warmup_iters must be >= 0"):
+        load_config(None, ["train.warmup_iters=-1"])
+
+
 def _weights(path):
     return load(path).state_dict()
 
 
-def test_interrupted_and_resumed_equals_uninterrupted(tiny_cityscapes, tmp_path):
-    assert train_main(tiny_overrides_args(tiny_cityscapes, tmp_path / "straight")) == 0
-    assert train_main(tiny_overrides_args(tiny_cityscapes, tmp_path / "split", "train.stop_at=4")) == 0
+@pytest.mark.parametrize("optim", [[], ["train.optimizer=adamw", "train.lr=0.004", "train.warmup_iters=3"]],
+                         ids=["sgd", "adamw_warmup"])
+def test_interrupted_and_resumed_equals_uninterrupted(tiny_cityscapes, tmp_path, optim):
+    assert train_main(tiny_overrides_args(tiny_cityscapes, tmp_path / "straight", *optim)) == 0
+    assert train_main(tiny_overrides_args(tiny_cityscapes, tmp_path / "split", "train.stop_at=4", *optim)) == 0
     mid = torch.load(tmp_path / "split/checkpoints/last.pt", weights_only=True)
     assert mid["training"]["iteration"] == 4
-    assert train_main(tiny_overrides_args(tiny_cityscapes, tmp_path / "split", "train.resume=true")) == 0
+    assert train_main(tiny_overrides_args(tiny_cityscapes, tmp_path / "split", "train.resume=true", *optim)) == 0
     a, b = _weights(tmp_path / "straight/checkpoints/last.pt"), _weights(tmp_path / "split/checkpoints/last.pt")
     assert a.keys() == b.keys()
     for k in a:

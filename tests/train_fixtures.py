@@ -19,6 +19,13 @@ TINY_OVERRIDES = [
     "data.class_uniform_pct=0.5",
     "data.class_uniform_tile=64",
     "train.device=cpu",
+    # The original's optimisation, as the demo trained before it moved to AdamW (the
+    # resume and fault tests check the SGD path; test_training covers AdamW's resume).
+    "train.optimizer=sgd",
+    "train.lr=0.05",
+    "train.hanet_lr=0.05",
+    "train.warmup_iters=0",
+    "data.color_aug=0.25",
     "train.max_iter=6",
     "train.val_every=3",
     "train.log_every=2",

@@ -110,7 +110,11 @@ class DataSection:
 @dataclass
 class TrainSection:
     max_iter: int = 90000
+    # sgd: the original's (momentum, poly decay); adamw: not in the original (its Adam branch
+    # is never built), for short from-scratch runs such as the demo, with the same groups
+    optimizer: str = "sgd"
     lr: float = 0.01
+    warmup_iters: int = 0  # > 0: the lr ramps linearly from 0 over these first iterations (not in the original)
     poly_exp: float = 0.9
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -287,6 +291,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.amp must be none, bf16 or fp16, got {t.amp!r}")
     if t.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"train.device must be auto, cpu or cuda, got {t.device!r}")
+    if t.optimizer not in ("sgd", "adamw"):
+        raise ConfigError(f"train.optimizer must be sgd or adamw, got {t.optimizer!r}")
+    if t.warmup_iters < 0:
+        raise ConfigError(f"train.warmup_iters must be >= 0, got {t.warmup_iters}")
     for key, v in (("train.max_iter", t.max_iter), ("train.val_every", t.val_every), ("train.log_every", t.log_every),
                    ("train.ckpt_every", t.ckpt_every), ("train.max_skipped_steps", t.max_skipped_steps),
                    ("data.batch_size", d.batch_size),

@@ -64,7 +64,7 @@ class Trainer:
                 self.model = self.net
             self.net = DDP(self.net, device_ids=[self.device] if self.device.type == "cuda" else None)
         self.optimizer = build_optimizer(self.model, cfg.train)
-        self.scheduler = build_scheduler(self.optimizer, cfg.train.max_iter)
+        self.scheduler = build_scheduler(self.optimizer, cfg.train.max_iter, cfg.train.warmup_iters)
         self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.train.amp]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.amp == "fp16")
         t = cfg.train
