@@ -17,6 +17,16 @@ mkdir -p build
 (nice -n 19 bash scripts/cmake_test.sh > build/cmake-test.log 2>&1; echo $? > build/cmake-test.rc) &
 cmake_job=$!
 export TRITON_INTERPRET=1
+# The suite writes checkpoints and runs under the temp dir (pytest keeps only failed
+# tests' directories): say so up front when the disk is short, not as ENOSPC errors later.
+tmp=${TMPDIR:-/tmp}
+free_gb=$(df -Pk "$tmp" | awk 'NR == 2 {print int($4 / 1048576)}')
+echo "== $free_gb GB free under $tmp"
+if [ "$free_gb" -lt "${HANET_TEST_MIN_FREE_GB:-6}" ]; then
+  echo "only $free_gb GB free under $tmp; the test suite needs about 6 GB there (set TMPDIR to a larger disk," \
+       "or HANET_TEST_MIN_FREE_GB to override)" >&2
+  exit 1
+fi
 echo "== pytest"
 # Run from tests/ against the installed package (not the source tree).
 .venv/bin/pytest -p no:cacheprovider -q --rootdir=. -c pyproject.toml tests --durations=15 "$@"
