@@ -120,6 +120,16 @@ def test_interrupted_and_resumed_equals_uninterrupted(tiny_cityscapes, tmp_path,
     assert any((tmp_path / "straight/tb").iterdir())
 
 
+def test_resume_with_another_optimizer_is_a_clear_error(tiny_cityscapes, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_main(tiny_overrides_args(tiny_cityscapes, out, "train.stop_at=2")) == 0
+    before = (out / "checkpoints/last.pt").read_bytes()
+    assert train_main(tiny_overrides_args(tiny_cityscapes, out, "train.resume=true", "train.optimizer=adamw")) == 1
+    err = capsys.readouterr().err
+    assert "last.pt was written by a run with train.optimizer=sgd, this config says train.optimizer=adamw" in err
+    assert (out / "checkpoints/last.pt").read_bytes() == before  # what was written is kept
+
+
 def tiny_overrides_args(root, out, *extra):
     return [str(REPO / "train/configs/demo.yaml")] + tiny_overrides(root, out, *extra)
 

@@ -149,6 +149,16 @@ class Trainer:
                     if getattr(self.model.config, k) != v}
             raise CheckpointError(f"{path} was written for another model configuration: {diff} (checkpoint vs config)")
         strict_load_state_dict(self.model, state.state_dict, str(path))
+        # AdamW's groups carry betas, SGD's momentum: loading one into the other would
+        # succeed and then fail (or step wrongly) mid-run.
+        groups = state.optimizer.get("param_groups") if isinstance(state.optimizer, dict) else None
+        if groups and isinstance(groups[0], dict):
+            saved_kind = "adamw" if "betas" in groups[0] else "sgd"
+            if saved_kind != self.cfg.train.optimizer:
+                raise CheckpointError(
+                    f"{path} was written by a run with train.optimizer={saved_kind}, this config says "
+                    f"train.optimizer={self.cfg.train.optimizer}: resume with the same optimizer, or start a new "
+                    f"output_dir (model.init_from={path} starts from its weights)")
         try:
             self.optimizer.load_state_dict(state.optimizer)
             self.scheduler.load_state_dict(state.scheduler)
