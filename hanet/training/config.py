@@ -107,6 +107,9 @@ class DataSection:
     skip_corrupt: bool = False  # drop unreadable or size-mismatched pairs at start-up (counted, logged) instead of failing
 
 
+OPTIMIZERS = ("sgd", "adamw")  # train.optimizer's values (hanet.training.optim builds them)
+
+
 @dataclass
 class TrainSection:
     max_iter: int = 90000
@@ -291,8 +294,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.amp must be none, bf16 or fp16, got {t.amp!r}")
     if t.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"train.device must be auto, cpu or cuda, got {t.device!r}")
-    if t.optimizer not in ("sgd", "adamw"):
-        raise ConfigError(f"train.optimizer must be sgd or adamw, got {t.optimizer!r}")
+    if t.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"train.optimizer must be {' or '.join(OPTIMIZERS)}, got {t.optimizer!r}")
     if t.warmup_iters < 0:
         raise ConfigError(f"train.warmup_iters must be >= 0, got {t.warmup_iters}")
     for key, v in (("train.max_iter", t.max_iter), ("train.val_every", t.val_every), ("train.log_every", t.log_every),

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import TrainSection
+from .config import OPTIMIZERS, TrainSection
 
 # The original's get_optimizer: a parameter whose name contains one of these goes to
 # the backbone group (the stem and the first stage; layer2-4 are commented out there).
@@ -53,9 +53,6 @@ def split_parameters(model: nn.Module, t: TrainSection) -> dict[str, list]:
         else:
             groups["main"].append(p)
     return groups
-
-
-OPTIMIZERS = ("sgd", "adamw")
 
 
 def build_optimizer(model: nn.Module, t: TrainSection) -> torch.optim.Optimizer:
