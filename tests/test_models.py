@@ -7,7 +7,7 @@ import torch
 
 from hanet.models import ORIGINAL_ARCHS, HANet, SegmentationOutput, build_model, logits_of, our_archs, parse_arch
 from hanet.models.backbones import TRUNK_CHANNELS, TRUNKS, build_trunk
-from hanet.models.deeplab import ASPP
+from hanet.models.deeplab import ASPP, AtrousConv2d
 
 SMALL = dict(hanet=[1, 1, 1, 1, 1], hanet_set=[3, 64, 3], hanet_pos=[2, 1], pos_rfactor=8, aux_loss=True)
 
@@ -81,6 +81,30 @@ def test_aspp_rates_follow_output_stride():
     for os_, rates in ((4, (24, 48, 72)), (8, (12, 24, 36)), (16, (6, 12, 18)), (32, (3, 6, 9))):
         aspp = ASPP(32, os_)
         assert tuple(f[0].dilation[0] for f in list(aspp.features)[1:]) == rates
+
+
+@pytest.mark.parametrize("size, dilation", [((8, 8), 12), ((8, 16), 12), ((16, 8), 18), ((8, 8), 8),
+                                            ((9, 9), 8), ((5, 40), 6)])
+def test_atrous_conv_skipping_padding_taps_equals_the_full_conv(size, dilation):
+    """The ASPP's atrous convs drop the taps that read only padding (the map is no
+    larger than the dilation along that axis): outputs and every gradient equal
+    those of torch's full 3x3 conv (fp64), the skipped taps' gradient is exactly 0."""
+    torch.manual_seed(0)
+    ours = AtrousConv2d(6, 4, 3, padding=dilation, dilation=dilation, bias=False).double()
+    full = torch.nn.Conv2d(6, 4, 3, padding=dilation, dilation=dilation, bias=False).double()
+    full.weight.data.copy_(ours.weight.data)
+    x = torch.randn(2, 6, *size, dtype=torch.float64)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    grad = torch.randn(2, 4, *size, dtype=torch.float64)
+    ya, yb = ours(xa), full(xb)
+    ya.backward(grad)
+    yb.backward(grad)
+    torch.testing.assert_close(ya, yb, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ours.weight.grad, full.weight.grad, rtol=1e-12, atol=1e-12)
+    if size[0] <= dilation:
+        assert (ours.weight.grad[:, :, [0, 2]] == 0).all()
+    assert (ours.weight.grad[:, :, 1, 1] != 0).all()
 
 
 def test_forward_contract_eval_and_attention():

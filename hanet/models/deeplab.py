@@ -47,10 +47,29 @@ def _upsample(x: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
 
 
+class AtrousConv2d(nn.Conv2d):
+    """A 3x3 atrous convolution (padding = dilation) that skips the taps which read
+    only zero padding: along an axis no longer than the dilation the outer taps never
+    reach the map, so the conv is computed with the centre row / column of the
+    kernel alone.  Same parameters and, up to summation order, the same result and
+    gradients (those of the skipped taps are zero either way); at OS16 on small crops
+    (ASPP rates 12 and 18 on an 8x8 map) it saves most of the ASPP's cost."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.dilation[0]
+        rows, cols = x.shape[-2] <= d, x.shape[-1] <= d
+        if not (rows or cols):
+            return super().forward(x)
+        w = self.weight[:, :, slice(1, 2) if rows else slice(None), slice(1, 2) if cols else slice(None)]
+        return F.conv2d(x, w, self.bias, 1, (0 if rows else d, 0 if cols else d), d, self.groups)
+
+
 def _conv_bn_relu(cin: int, cout: int, k: int = 1, dilation: int = 1) -> nn.Sequential:
-    pad = dilation * (k // 2)
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=pad, dilation=dilation, bias=False),
-                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    if k == 1:
+        conv = nn.Conv2d(cin, cout, 1, bias=False)
+    else:
+        conv = AtrousConv2d(cin, cout, 3, padding=dilation, dilation=dilation, bias=False)
+    return nn.Sequential(conv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class ImagePoolBatchNorm(nn.BatchNorm2d):
