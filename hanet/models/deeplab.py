@@ -53,9 +53,14 @@ class AtrousConv2d(nn.Conv2d):
     reach the map, so the conv is computed with the centre row / column of the
     kernel alone.  Same parameters and, up to summation order, the same result and
     gradients (those of the skipped taps are zero either way); at OS16 on small crops
-    (ASPP rates 12 and 18 on an 8x8 map) it saves most of the ASPP's cost."""
+    (ASPP rates 12 and 18 on an 8x8 map) it saves most of the ASPP's cost.  Eager only:
+    an exported or compiled graph must hold for every input size."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # traced graphs (torch.export, ONNX, compile) take any size: the full conv (and
+        # no test of the symbolic size, which would specialise the graph)
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return super().forward(x)
         d = self.dilation[0]
         rows, cols = x.shape[-2] <= d, x.shape[-1] <= d
         if not (rows or cols):
