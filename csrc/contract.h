@@ -24,10 +24,11 @@
   /* (B, C, h) -> (B, C, size), linear, align_corners=False */                               \
   X(height_interp, "height_interp(Tensor a, SymInt size) -> Tensor")                          \
   X(height_interp_backward, "height_interp_backward(Tensor grad, SymInt in_size) -> Tensor") \
-  /* feat * interp(sigmoid(logits), H)[..., None] */                                        \
+  /* feat * interp(sigmoid(logits), H)[..., None]; the backward takes the output in */     \
+  /* feat's place when feat_is_output (then feat itself need not be kept) */               \
   X(attention_rescale, "attention_rescale(Tensor feat, Tensor logits) -> Tensor")             \
   X(attention_rescale_backward,                                                               \
-    "attention_rescale_backward(Tensor grad, Tensor feat, Tensor logits) -> (Tensor, Tensor)")
+    "attention_rescale_backward(Tensor grad, Tensor feat, Tensor logits, bool feat_is_output=False) -> (Tensor, Tensor)")
 
 // The kernel signatures, declared in each backend's namespace.
 #define HANET_KERNEL_DECLARATIONS                                                            \
@@ -40,7 +41,8 @@
   at::Tensor height_interp_backward(const at::Tensor& grad, int64_t in_size);                \
   at::Tensor attention_rescale(const at::Tensor& feat, const at::Tensor& logits);            \
   std::tuple<at::Tensor, at::Tensor> attention_rescale_backward(                             \
-      const at::Tensor& grad, const at::Tensor& feat, const at::Tensor& logits);
+      const at::Tensor& grad, const at::Tensor& feat, const at::Tensor& logits,             \
+      bool feat_is_output);
 
 namespace hanet {
 namespace cpu {

@@ -42,6 +42,7 @@ from hypothesis import strategies as st
 
 import hanet.ops as hops
 from hanet.ops import reference
+from hanet.ops.contract import RESCALE_SAVES_OUTPUT
 from op_cases import kernel_backends
 
 BACKENDS = kernel_backends()
@@ -237,9 +238,11 @@ def assert_matches(ours, eager, truth, dtype, what, alternatives=(), terms=1):
     assert err <= bound, f"{what}: error {err} > {bound} (scale {scale}, {dtype} eager error {eager_err})"
 
 
-def _check(fn_ours, fn_ref, inputs, g_out, dtype, what, fn_variants=None, fn_truth=None):
+def _check(fn_ours, fn_ref, inputs, g_out, dtype, what, fn_variants=None, fn_truth=None,
+           fn_grad_variants=()):
     """fn_variants(rounding): a float64 version of the op with the taps of that rounding
-    (see ROUNDINGS); their inf/NaN placements are accepted too.  fn_truth: the float64
+    (see ROUNDINGS); their inf/NaN placements are accepted too.  fn_grad_variants:
+    float64 versions whose gradients' inf/NaN placements are accepted too.  fn_truth: the float64
     truth when fn_ours is the reference itself (an independent computation, so that the
     reference is never compared with itself); else fn_ref in float64."""
     ours, ours_g = _run(fn_ours, inputs, g_out)
@@ -249,11 +252,11 @@ def _check(fn_ours, fn_ref, inputs, g_out, dtype, what, fn_variants=None, fn_tru
     if fn_variants is not None:
         for rounding in ROUNDINGS:
             variants.append(_run(fn_variants(rounding), inputs, g_out.double(), torch.float64))
+    grad_variants = [_run(f, inputs, g_out.double(), torch.float64)[1] for f in fn_grad_variants]
     assert_matches(ours, eager, truth, dtype, f"{what} forward", [v[0] for v in variants])
     for k, (a, e, t) in enumerate(zip(ours_g, eager_g, truth_g)):
-        assert_matches(
-            a, e, t, dtype, f"{what} grad of input {k}", [v[1][k] for v in variants], inputs[k].fanin
-        )
+        alternatives = [v[1][k] for v in variants] + [v[k] for v in grad_variants]
+        assert_matches(a, e, t, dtype, f"{what} grad of input {k}", alternatives, inputs[k].fanin)
     return ours
 
 
@@ -394,6 +397,19 @@ def _taps64(size: int):
 
 def _rescale64(feat, logits):
     return feat * _taps64(feat.shape[2])(torch.sigmoid(logits)).unsqueeze(-1)
+
+
+def _rescale_from_output(feat, logits):
+    """The rescale whose backward keeps the output, not feat (fp32 / fp64 on the fused
+    backends: csrc/common/hanet_math.h feat_dot_from_result): the logits gradient sees
+    feat as out / A (out where A = 0).  Its gradients' inf/NaN placement differs from the
+    reference's in one way: a NaN logit makes A and out NaN on its rows, and so the
+    gradients of the neighbouring logits that those rows also interpolate from."""
+    A = _taps64(feat.shape[2])(torch.sigmoid(logits)).unsqueeze(-1)
+    Ad = A.detach()
+    out = feat.detach() * Ad
+    feat_seen = torch.where(Ad > 0, out / Ad, out)
+    return feat * Ad + feat_seen * A - feat_seen * Ad
 
 
 def _meta_like(t: torch.Tensor) -> torch.Tensor:
@@ -572,6 +588,7 @@ def check_attention_rescale(backend, c):
         [feat, logits], g, dtype, what,
         _rescale_variants(dtype) if backend != "reference" else None,
         fn_truth=_rescale64 if backend == "reference" else None,
+        fn_grad_variants=[_rescale_from_output] if backend != "reference" and dtype in RESCALE_SAVES_OUTPUT else (),
     )
     fv = feat.view(feat.base)
     if hops._library.is_channels_last(fv):

@@ -56,14 +56,30 @@ def test_cli_json_on_a_tiny_cpu_configuration(tmp_path, monkeypatch):
     res = data["results"]
     assert list(res) == ["baseline", "hanet_reference", "hanet_fused"]
     assert [res[v]["peak_mb"] for v in res] == [100.0, 110.0, 105.0]
-    assert set(res["baseline"]) == {"step_ms", "runs_ms", "peak_mb"}
+    assert set(res["baseline"]) == {"step_ms", "runs_ms", "peak_mb", "held_mb"}
     for v in ("hanet_reference", "hanet_fused"):
-        assert set(res[v]) == {"step_ms", "runs_ms", "peak_mb", "overhead_pct"}
+        assert set(res[v]) == {"step_ms", "runs_ms", "peak_mb", "held_mb", "overhead_pct"}
+    # HANet adds activations; the fused rescale keeps its output in place of x_high
+    held = {v: res[v]["held_mb"] for v in res}
+    assert held["baseline"] < held["hanet_fused"] < held["hanet_reference"], held
     assert all(len(r["runs_ms"]) == 1 and r["step_ms"] > 0 for r in res.values())
     # --no-memory: no measurement, no peak_mb
     calls.clear()
     model_bench.main(TINY + ["--reps", "1", "--no-memory", "--json", str(out)])
     assert calls == [] and all("peak_mb" not in r for r in json.loads(out.read_text())["results"].values())
+
+
+def test_held_for_backward_counts_each_saved_storage_once_without_parameters():
+    # conv keeps its input (1x3x8x8 fp32: 768 B) and its weight (a parameter: not
+    # counted); the in-place ReLU keeps its output (1x4x8x8: 1024 B), the conv's output
+    # storage, once; the view's base is the same storage.
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.ReLU(inplace=True))
+    x = torch.randn(1, 3, 8, 8)
+    assert model_bench.held_for_backward_mb(model, x) * 2**20 == 768 + 1024
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.ReLU(), torch.nn.Sigmoid())
+    assert model_bench.held_for_backward_mb(model, x) * 2**20 == 768 + 1024 + 1024
 
 
 def test_cli_reports_the_overhead_with_its_interval(tmp_path):

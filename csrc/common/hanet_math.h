@@ -165,6 +165,20 @@ HANET_HD void linear_backward_row(const grad_t* grad, int64_t out_size, acc_t* g
   }
 }
 
+// ---- attention_rescale backward from the forward's output -------------------
+// The backward keeps out = feat * a rather than feat, so feat can be freed after the
+// forward (issue 13: memory).  a = interp(sigmoid(.)) > 0 and constant along a row, so
+// sum_w grad * feat = (sum_w grad * out) / a.  A row whose attention underflowed to 0
+// (logits below about -87) has out = 0, so the dot is 0 (its logits gradient,
+// s * (1 - s) * ..., is 0 in the reference too) or, with a non-finite grad or feat,
+// NaN as in the reference: it is kept as is.  A NaN logit makes its rows' a and out NaN,
+// and so the gradients of the logits they interpolate from (the reference keeps those
+// of the finite neighbours finite).
+template <typename acc_t>
+HANET_HD acc_t feat_dot_from_result(acc_t result_dot, acc_t a) {
+  return a > static_cast<acc_t>(0) ? result_dot / a : result_dot;
+}
+
 // ---- sigmoid ---------------------------------------------------------------
 HANET_HD float sigmoid(float x) { return 1.0f / (1.0f + ::expf(-x)); }
 HANET_HD double sigmoid(double x) { return 1.0 / (1.0 + ::exp(-x)); }

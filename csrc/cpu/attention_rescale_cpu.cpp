@@ -2,7 +2,9 @@
 //
 // out = feat * A[b, c, y], A = linear interpolation (to H rows) of sigmoid(logits).
 // The sigmoid of the small logits tensor and the interpolation taps are computed
-// once; the full-size tensors are then streamed exactly once per pass.
+// once; the full-size tensors are then streamed exactly once per pass.  With
+// feat_is_output the backward streams the forward's output in feat's place and
+// divides each row sum by A (math::feat_dot_from_result).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
@@ -105,8 +107,12 @@ inline void logits_grad_row(const acc_t<T>* gA, int64_t H, const acc_t<T>* s, in
 
 template <typename T>
 void backward_kernel(const at::Tensor& grad, const at::Tensor& feat, const at::Tensor& logits,
-                     at::Tensor& grad_feat, at::Tensor& grad_logits, Layout layout) {
+                     at::Tensor& grad_feat, at::Tensor& grad_logits, Layout layout,
+                     bool feat_is_output) {
   using acc = acc_t<T>;
+  const auto row_dot = [feat_is_output](acc dot, acc a) {
+    return feat_is_output ? math::feat_dot_from_result(dot, a) : dot;
+  };
   const Setup<T> st(feat, logits);
   const int64_t B = st.B, C = st.C, H = st.H, W = st.W, h = st.h;
   const T* G = grad.const_data_ptr<T>();
@@ -122,7 +128,8 @@ void backward_kernel(const at::Tensor& grad, const at::Tensor& feat, const at::T
         const acc* s = st.S + p * h;
         for (int64_t y = 0; y < H; ++y) {
           const int64_t off = (p * H + y) * W;
-          gA[y] = rescale_backward_row<T>(G + off, F + off, attention_at(s, st.taps[y]), GF + off, W);
+          const acc a = attention_at(s, st.taps[y]);
+          gA[y] = row_dot(rescale_backward_row<T>(G + off, F + off, a, GF + off, W), a);
         }
         logits_grad_row<T>(gA.data(), H, s, h, scratch.data(), GL + p * h);
       }
@@ -143,7 +150,7 @@ void backward_kernel(const at::Tensor& grad, const at::Tensor& feat, const at::T
           const int64_t off = (r * W + x) * C;
           rescale_backward_cols<T>(G + off, F + off, a.data(), GF + off, sums.data(), C);
         }
-        for (int64_t c = 0; c < C; ++c) GA[(b * C + c) * H + y] = sums[c];
+        for (int64_t c = 0; c < C; ++c) GA[(b * C + c) * H + y] = row_dot(sums[c], a[c]);
       }
     });
     // Pass 2: the tiny logits gradient per (b, c).
@@ -172,7 +179,8 @@ at::Tensor attention_rescale(const at::Tensor& feat_in, const at::Tensor& logits
 
 std::tuple<at::Tensor, at::Tensor> attention_rescale_backward(const at::Tensor& grad_in,
                                                                   const at::Tensor& feat_in,
-                                                                  const at::Tensor& logits_in) {
+                                                                  const at::Tensor& logits_in,
+                                                                  bool feat_is_output) {
   check_attention_rescale_backward(grad_in, feat_in, logits_in);
   const at::Tensor feat = to_supported_layout(feat_in);
   const Layout layout = layout_of(feat);
@@ -184,7 +192,8 @@ std::tuple<at::Tensor, at::Tensor> attention_rescale_backward(const at::Tensor& 
   at::Tensor grad_logits = at::empty(logits.sizes(), logits.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, feat.scalar_type(), "hanet_attention_rescale_backward_cpu", [&] {
-        backward_kernel<scalar_t>(grad, feat, logits, grad_feat, grad_logits, layout);
+        backward_kernel<scalar_t>(grad, feat, logits, grad_feat, grad_logits, layout,
+                                  feat_is_output);
       });
   return {grad_feat, grad_logits};
 }

@@ -3,6 +3,9 @@
 //   grad_feat   = grad * A
 //   gA[b, c, y] = sum_w grad * feat                      (acc_t buffer, S width splits)
 //   grad_logits = interp_backward(gA, h) * s * (1 - s),  s = sigmoid(logits)
+// With feat_is_output the backward streams the forward's output (feat * A) in feat's
+// place and divides each row sum by A (math::feat_dot_from_result), so autograd need
+// not keep feat.
 // The forward and the first backward pass share one streaming body per layout
 // (kBackward picks the extra read and the dot product).  Conventions:
 // csrc/common/cuda_helpers.cuh.
@@ -43,18 +46,19 @@ __global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
     rescale_nchw_kernel(const scalar_t* __restrict__ in, const scalar_t* __restrict__ feat,
                         const scalar_t* __restrict__ logits, scalar_t* __restrict__ out,
                         acc_t* __restrict__ gA, int64_t nrows, FastDivmod H, int64_t W, int64_t h,
-                        int G) {
+                        int G, bool feat_is_output) {
   const GroupRows gr(G);
   const int64_t vecs = W / V;
   for (int64_t base = gr.first; base < nrows; base += gr.step) {
     const int64_t r = base + gr.slot;
     const bool valid = r < nrows;
     acc_t dot[1] = {0};
+    acc_t a_row = 0;
     if (valid) {
       int64_t p = 0, y = 0;
       H.divmod(r, &p, &y);
       acc_t A[V];
-      A[0] = math::interp_sigmoid<acc_t>(logits + p * h, y, h, H.divisor());
+      A[0] = a_row = math::interp_sigmoid<acc_t>(logits + p * h, y, h, H.divisor());
 #pragma unroll
       for (int e = 1; e < V; ++e) A[e] = A[0];
       const int64_t off = r * W;
@@ -66,7 +70,7 @@ __global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
     }
     if constexpr (kBackward) {
       const acc_t sum = group_sum(dot[0], G);  // whole warp, outside the `valid` branch
-      if (valid && gr.g_lane == 0) gA[r] = sum;
+      if (valid && gr.g_lane == 0) gA[r] = feat_is_output ? math::feat_dot_from_result(sum, a_row) : sum;
     }
   }
 }
@@ -80,7 +84,7 @@ __global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
     rescale_nhwc_kernel(const scalar_t* __restrict__ in, const scalar_t* __restrict__ feat,
                         const scalar_t* __restrict__ logits, scalar_t* __restrict__ out,
                         acc_t* __restrict__ gA, int64_t B, int64_t C, int64_t H, int64_t W,
-                        int64_t h, TileGrid grid) {
+                        int64_t h, TileGrid grid, bool feat_is_output) {
   __shared__ acc_t s_a[kMaxTx * V];
   __shared__ acc_t s_red[kBackward ? kBlock * V : 1];
   const int tx = threadIdx.x, ty = threadIdx.y;
@@ -112,7 +116,9 @@ __global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
       if (ty == 0 && active) {
 #pragma unroll
         for (int e = 0; e < V; ++e) {
-          gA[(tc.s * B * C + tc.b * C + cv * V + e) * H + tc.y] = dot[e];
+          const acc_t a = s_a[e * TX + tx];
+          gA[(tc.s * B * C + tc.b * C + cv * V + e) * H + tc.y] =
+              feat_is_output ? math::feat_dot_from_result(dot[e], a) : dot[e];
         }
       }
     }
@@ -150,7 +156,7 @@ __global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
 // backward, gA = per-row dot products of in and feat, `*splits` partials per row).
 template <bool kBackward>
 void rescale_stream(const at::Tensor& in, const at::Tensor& feat, const at::Tensor& logits,
-                    at::Tensor& out, at::Tensor* gA, int64_t* splits) {
+                    at::Tensor& out, at::Tensor* gA, int64_t* splits, bool feat_is_output) {
   const int64_t B = feat.size(0), C = feat.size(1), H = feat.size(2), W = feat.size(3);
   const int64_t h = logits.size(2);
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
@@ -171,7 +177,7 @@ void rescale_stream(const at::Tensor& in, const at::Tensor& feat, const at::Tens
         const NchwLaunch nl = nchw_launch(B * C * H, W / V);
         rescale_nchw_kernel<scalar_t, acc_t, V, kBackward>
             <<<nl.grid, kBlock, 0, stream>>>(I, F, L, O, GA, B * C * H, FastDivmod(H), W, h,
-                                              nl.group);
+                                              nl.group, feat_is_output);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
       return;
@@ -186,7 +192,7 @@ void rescale_stream(const at::Tensor& in, const at::Tensor& feat, const at::Tens
       acc_t* GA = kBackward ? gA->mutable_data_ptr<acc_t>() : nullptr;
       rescale_nhwc_kernel<scalar_t, acc_t, V, kBackward>
           <<<grid_for(tl.tiles(B * H), tl.threads()), tl.block(), 0, stream>>>(
-              I, F, L, O, GA, B, C, H, W, h, tl.grid(B, H));
+              I, F, L, O, GA, B, C, H, W, h, tl.grid(B, H), feat_is_output);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
@@ -202,13 +208,14 @@ at::Tensor attention_rescale(const at::Tensor& feat_in, const at::Tensor& logits
   at::Tensor out =
       at::empty(feat.sizes(), feat.options().memory_format(memory_format_of(layout_of(feat))));
   if (out.numel() == 0) return out;
-  rescale_stream<false>(feat, feat, logits, out, nullptr, nullptr);
+  rescale_stream<false>(feat, feat, logits, out, nullptr, nullptr, false);
   return out;
 }
 
 std::tuple<at::Tensor, at::Tensor> attention_rescale_backward(const at::Tensor& grad_in,
                                                               const at::Tensor& feat_in,
-                                                              const at::Tensor& logits_in) {
+                                                              const at::Tensor& logits_in,
+                                                              bool feat_is_output) {
   check_attention_rescale_backward(grad_in, feat_in, logits_in);
   const at::cuda::CUDAGuard guard(feat_in.device());
   const at::Tensor feat = to_supported_layout(feat_in);
@@ -221,7 +228,7 @@ std::tuple<at::Tensor, at::Tensor> attention_rescale_backward(const at::Tensor& 
   if (feat.numel() == 0) return {grad_feat, grad_logits};
   at::Tensor gA;
   int64_t splits = 1;
-  rescale_stream<true>(grad, feat, logits, grad_feat, &gA, &splits);
+  rescale_stream<true>(grad, feat, logits, grad_feat, &gA, &splits, feat_is_output);
 
   const int64_t n = grad_logits.numel(), h = logits.size(2), H = feat.size(2);
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();

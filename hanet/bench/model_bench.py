@@ -9,6 +9,8 @@ subprocess per variant, started before the timed models are built: on CPU the pe
 resident memory of the child's own address space (VmHWM; not ``ru_maxrss``, which
 Linux carries over fork + exec from the parent, so every child would report at least
 the parent's peak), on GPU ``max_memory_allocated`` after ``reset_peak_memory_stats``.
+"held MB" is exact and device-independent: the distinct tensors autograd keeps for the
+backward at the end of a forward (parameters excluded).
 HANet's overhead is the median over rounds of (variant - baseline), in % of the median
 baseline step, with a 95 % bootstrap interval over the paired rounds.
 """
@@ -71,6 +73,24 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def held_for_backward_mb(model, images) -> float:
+    """MB of the distinct tensors autograd keeps for the backward at the end of a forward
+    (parameters excluded): the activation memory, exact and the same on every device (a
+    CPU's peak RSS moves by tens of MB between runs of the same step)."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    held = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            held[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(images)
+    return sum(held.values()) / 2**20
 
 
 def measure_memory(variant: str, args) -> float:
@@ -151,6 +171,10 @@ def main(argv=None):
     results = {v: {"step_ms": statistics.median(runs[v]), "runs_ms": runs[v]} for v in VARIANTS}
     for v, peak in peaks.items():
         results[v]["peak_mb"] = peak
+    for v in VARIANTS:
+        if v != "baseline":
+            set_backend("reference" if v == "hanet_reference" else fused_backend)
+        results[v]["held_mb"] = held_for_backward_mb(base if v == "baseline" else hanet, images)
     for v in VARIANTS[1:]:
         # paired per round: the median of (variant - baseline) over the median baseline
         o = paired_overhead(runs["baseline"], runs[v]) if args.reps >= 2 else None
@@ -164,19 +188,24 @@ def main(argv=None):
 
     print(f"\n{args.arch}, batch {args.batch}, {args.height}x{args.width}, {args.device} "
           f"({torch.get_num_threads()} threads), fused backend: {hops.dispatch.resolve(None, device)}")
-    print(f"{'variant':<17} {'step ms':>9} {'HANet overhead (95 % interval)':>32} {'peak MB':>9}")
+    print(f"{'variant':<17} {'step ms':>9} {'HANet overhead (95 % interval)':>32} {'peak MB':>9} "
+          f"{'held MB':>9}")
     for v in VARIANTS:
         r = results[v]
         over = f"{r['overhead_pct']:+.2f} %" if "overhead_pct" in r else "-"
         if "overhead_ci95_pct" in r:
             over += " [{:+.2f}, {:+.2f}]".format(*r["overhead_ci95_pct"])
         mem = f"{r['peak_mb']:.0f}" if "peak_mb" in r else "-"
-        print(f"{v:<17} {r['step_ms']:>9.1f} {over:>32} {mem:>9}")
+        print(f"{v:<17} {r['step_ms']:>9.1f} {over:>32} {mem:>9} {r['held_mb']:>9.1f}")
     if "peak_mb" in results["baseline"]:
         added = {v: results[v]["peak_mb"] - results["baseline"]["peak_mb"] for v in VARIANTS[1:]}
         mem_ratio = added["hanet_fused"] / added["hanet_reference"] if added["hanet_reference"] > 0 else float("nan")
         print(f"added peak memory: reference {added['hanet_reference']:+.0f} MB, fused "
               f"{added['hanet_fused']:+.0f} MB, fused / reference = {mem_ratio:.2f} (target <= 0.7)")
+    held = {v: results[v]["held_mb"] - results["baseline"]["held_mb"] for v in VARIANTS[1:]}
+    print(f"added memory held for the backward: reference {held['hanet_reference']:+.1f} MB, fused "
+          f"{held['hanet_fused']:+.1f} MB, fused / reference = "
+          f"{held['hanet_fused'] / held['hanet_reference']:.2f} (target <= 0.7)")
     ratio = fused_over / ref_over if ref_over > 0 else float("nan")
     print(f"fused overhead / reference overhead = {ratio:.2f}; fused overhead {fused_over:+.2f} % of the "
           f"baseline step (target on a GPU, fp32: <= 1.5 % with its 95 % interval)")

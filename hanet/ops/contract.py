@@ -278,8 +278,25 @@ def _interp_setup(ctx, inputs, output):
     ctx.in_size = inputs[0].shape[2]
 
 
+#: dtypes whose rescale backward keeps the output instead of feat (hanet_math.h
+#: feat_dot_from_result): out / A recovers feat to about 1 ulp, as precise as the
+#: reference's own backward in fp32 / fp64; in fp16 / bf16 the rounding of out would
+#: cost the logits gradient ~2^-9 relative, so those keep feat.
+RESCALE_SAVES_OUTPUT = (torch.float32, torch.float64)
+
+
 def _rescale_setup(ctx, inputs, output):
-    ctx.save_for_backward(*inputs)
+    # Keeping the output rather than feat lets feat be freed after the forward
+    # wherever nothing else holds it (the next layer keeps the output anyway): one
+    # full-size tensor less per HANet site (issue 13).
+    feat, logits = inputs
+    ctx.feat_is_output = feat.dtype in RESCALE_SAVES_OUTPUT
+    ctx.save_for_backward(output if ctx.feat_is_output else feat, logits)
+
+
+def _rescale_grad(ops, ctx, grad):
+    feat, logits = ctx.saved_tensors
+    return tuple(ops.attention_rescale_backward(grad, feat, logits, ctx.feat_is_output))
 
 
 OPS: Dict[str, Op] = {op.name: op for op in (
@@ -314,16 +331,17 @@ OPS: Dict[str, Op] = {op.name: op for op in (
        lambda feat, logits: _empty(feat.shape, feat, fmt=kept_format(feat)),
        "feat (B, C, H, W) * interp(sigmoid(logits (B, C, h)), H)[..., None]",
        backward="attention_rescale_backward", setup=_rescale_setup,
-       grad=lambda ops, ctx, g: tuple(ops.attention_rescale_backward(g, *ctx.saved_tensors)),
-       public=True),
-    Op("attention_rescale_backward", ("grad", "feat", "logits"),
+       grad=_rescale_grad, public=True),
+    Op("attention_rescale_backward", ("grad", "feat", "logits", "feat_is_output"),
        (Tensor("feat", "(B, C, H, W)"), Tensor("logits", "(B, C, h)"), SameDevice("feat", "logits"),
         SameSize("feat", "logits", 0, "batch", "images"),
         SameSize("feat", "logits", 1, "channel", "channels"),
         Tensor("grad", "(B, C, H, W)"), SameDevice("grad", "feat"), SameSize("grad", "feat")),
-       lambda grad, feat, logits: (_empty(feat.shape, feat, fmt=kept_format(feat)),
-                                   _empty(logits.shape, logits)),
-       "(grad_feat, grad_logits) of attention_rescale",
+       lambda grad, feat, logits, feat_is_output=False: (
+           _empty(feat.shape, feat, fmt=kept_format(feat)), _empty(logits.shape, logits)),
+       "(grad_feat, grad_logits) of attention_rescale; with feat_is_output, `feat` is its "
+       "output feat * A",
+       defaults={"feat_is_output": False},
        setup=lambda ctx, inputs, output: None,
        grad=_once_differentiable("attention_rescale")),
 )}

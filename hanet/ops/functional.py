@@ -67,7 +67,8 @@ def attention_rescale(
     feat (B, C, H, W) (NCHW or channels_last, kept in the output), logits (B, C, h):
     the attention of each row of each channel, broadcast over the width.  Sigmoid
     first, then interpolation, as the original.  One pass over ``feat``; the
-    backward returns both gradients from one pass over ``grad`` and ``feat``.
+    backward returns both gradients from one pass over ``grad`` and the output (it
+    keeps the output, not ``feat``, so ``feat`` can be freed after the forward).
     """
     _validate("attention_rescale", feat, logits)
     backend = resolve(backend, feat.device)

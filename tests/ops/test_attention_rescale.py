@@ -189,3 +189,67 @@ def test_empty_batch_attention_rescale(backend, layout):
     assert out.shape == feat.shape
     gf, gl = torch.autograd.grad(out.sum(), (feat, logits))
     assert gf.shape == feat.shape and gl.shape == logits.shape
+
+
+# The backward from the forward's output (feat_is_output): what autograd calls for
+# fp32 / fp64, so that the rescale does not keep feat alive (issue 13, memory).
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("case", RESCALE_CASES + [(1, 2, 3, 600, 3), (1, 64, 1, 200, 2)],
+                         ids=lambda c: "x".join(map(str, c)))
+@pytest.mark.parametrize("ns_name,get_ns", NAMESPACES, ids=NS_IDS)
+def test_backward_from_the_output_equals_the_reference(ns_name, get_ns, case, dtype, layout):
+    B, C, H, W, h = case
+    ns = get_ns()
+    feat = x_((B, C, H, W), dtype, layout == "nhwc")
+    logits = x_((B, C, h), dtype, seed=1) * 3
+    grad = x_((B, C, H, W), dtype, seed=2)
+    out = ns.attention_rescale(feat, logits)
+    gf, gl = ns.attention_rescale_backward(grad, out, logits, True)
+    r_gf, r_gl = _rescale_ref_grads(feat, logits, grad)
+    close(gf, r_gf, dtype)
+    close(gl, r_gl, dtype)
+    # without the flag the same call treats `out` as feat: a different (wrong) gradient
+    _, gl_as_feat = ns.attention_rescale_backward(grad, out, logits)
+    assert not torch.allclose(gl_as_feat.double(), r_gl, **TOL[dtype])
+
+
+@pytest.mark.parametrize("ns_name,get_ns", NAMESPACES, ids=NS_IDS)
+def test_backward_from_the_output_where_the_attention_underflows(ns_name, get_ns):
+    # sigmoid(-200) is 0 in fp32: out is 0 on those rows, whose logits gradient is
+    # s * (1 - s) * (...) = 0 in the reference too; no 0 / 0.
+    ns = get_ns()
+    feat = x_((1, 2, 4, 5))
+    logits = torch.tensor([[[-200.0, 1.0], [0.5, -200.0]]])
+    grad = x_((1, 2, 4, 5), seed=2)
+    out = ns.attention_rescale(feat, logits)
+    gf, gl = ns.attention_rescale_backward(grad, out, logits, True)
+    r_gf, r_gl = _rescale_ref_grads(feat, logits, grad)
+    assert torch.isfinite(gl).all() and torch.isfinite(gf).all()
+    close(gf, r_gf, torch.float32)
+    close(gl, r_gl, torch.float32)
+
+
+def _saved_by_rescale(feat, logits, backend):
+    """The tensors autograd saves for the rescale's backward (storage pointers)."""
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        out = hops.attention_rescale(feat, logits, backend=backend)
+    return out, {t.untyped_storage().data_ptr() for t in saved}
+
+
+@pytest.mark.parametrize("backend", KERNELS)
+def test_autograd_keeps_the_output_not_feat_in_fp32_and_feat_in_bf16(backend):
+    for dtype, keeps_output in ((torch.float32, True), (torch.float64, True), (torch.bfloat16, False)):
+        feat = x_((2, 3, 6, 5), dtype).requires_grad_()
+        logits = x_((2, 3, 4), dtype, seed=1).requires_grad_()
+        feat_in = feat * 1  # a non-leaf, as in a model
+        out, saved = _saved_by_rescale(feat_in, logits, backend)
+        ptr_out, ptr_feat = out.untyped_storage().data_ptr(), feat_in.untyped_storage().data_ptr()
+        assert (ptr_out in saved, ptr_feat in saved) == (keeps_output, not keeps_output), dtype
+        grad = x_((2, 3, 6, 5), dtype, seed=2)
+        gf, gl = torch.autograd.grad(out, (feat, logits), grad)
+        r_gf, r_gl = _rescale_ref_grads(feat, logits, grad)
+        close(gf, r_gf, dtype)
+        torch.testing.assert_close(gl.double(), r_gl, rtol=TOL[dtype]["rtol"],
+                                   atol=TOL[dtype]["atol"] * max(1.0, r_gl.abs().max().item()))

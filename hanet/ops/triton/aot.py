@@ -9,6 +9,7 @@ import torch
 
 from . import KERNELS  # noqa: F401  (the test checks every kernel is planned)
 from .attention_rescale import plan_attention_rescale, plan_attention_rescale_backward
+from ..contract import RESCALE_SAVES_OUTPUT
 from .common import Launch, Plan
 from .height_interp import plan_height_interp, plan_height_interp_backward
 from .width_pool import plan_width_pool, plan_width_pool_backward
@@ -47,4 +48,7 @@ def launch_configs(dtype: torch.dtype = torch.float32,
                 plan_attention_rescale(B, C, H, W, rows, dtype, layout))
             add(f"attention_rescale_backward/{tag}",
                 plan_attention_rescale_backward(B, C, H, W, rows, dtype, layout))
+            if dtype in RESCALE_SAVES_OUTPUT:  # the variant the autograd formula calls
+                add(f"attention_rescale_backward/{tag}/feat_is_output",
+                    plan_attention_rescale_backward(B, C, H, W, rows, dtype, layout, True))
     return out

@@ -10,6 +10,8 @@ channel) of a tile, in fp32 (fp64 for fp64).  Each program covers a split of its
 width: one block in the forward; in the backward the whole row, or a split of it when
 there are too few rows (fp32 partial sums (n_split, B*C*H)), which the interpolation
 adjoint of :mod:`.height_interp` then sums, with s*(1-s), into grad_logits.
+With ``feat_is_output`` the backward reads the forward's output (feat * A) in feat's
+place and divides each row sum by A (A > 0), so autograd need not keep feat.
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ from .height_interp import interp_backward_launch
 
 @triton.jit(do_not_specialize=["R"])
 def _rescale_nchw_kernel(in_ptr, feat_ptr, logits_ptr, out_ptr, part_ptr, R, H, W, h_in,
-                         w_per_split, BACKWARD: tl.constexpr, ACC: tl.constexpr,
+                         w_per_split, BACKWARD: tl.constexpr, FEAT_IS_OUTPUT: tl.constexpr,
+                         ACC: tl.constexpr,
                          BLOCK_R: tl.constexpr, BLOCK_W: tl.constexpr):
     """NCHW rows r = (b*C + c)*H + h of length W.  Program (row block, width split):
     out = in * A over its columns, and (BACKWARD) part[split, r] = sum over its columns
@@ -50,12 +53,15 @@ def _rescale_nchw_kernel(in_ptr, feat_ptr, logits_ptr, out_ptr, part_ptr, R, H, 
             f = tl.load(feat_ptr + offs, mask=m, other=0.0).to(ACC)
             acc += tl.sum(g * f, axis=1)
     if BACKWARD:
+        if FEAT_IS_OUTPUT:  # math::feat_dot_from_result
+            acc = tl.where(a > 0, acc / tl.where(a > 0, a, 1.0), acc)
         tl.store(part_ptr + (sp.to(tl.int64) * R + rows), acc, mask=rmask)
 
 
 @triton.jit(do_not_specialize=["BH"])
 def _rescale_nhwc_kernel(in_ptr, feat_ptr, logits_ptr, out_ptr, part_ptr, BH, H, W, C, h_in,
-                         w_per_split, BACKWARD: tl.constexpr, ACC: tl.constexpr,
+                         w_per_split, BACKWARD: tl.constexpr, FEAT_IS_OUTPUT: tl.constexpr,
+                         ACC: tl.constexpr,
                          BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr):
     """channels_last.  Program (block of BLOCK_H rows (b, h), width split, c-block):
     tiles BLOCK_H x BLOCK_W pixels x BLOCK_C channels (channels contiguous); out = in * A
@@ -80,17 +86,19 @@ def _rescale_nhwc_kernel(in_ptr, feat_ptr, logits_ptr, out_ptr, part_ptr, BH, H,
     if BACKWARD:
         R = tl.cast(BH, tl.int64) * C  # = B*C*H
         p_offs = sp.to(tl.int64) * R + lrow * H + hh[:, None]
+        if FEAT_IS_OUTPUT:  # math::feat_dot_from_result
+            acc = tl.where(a > 0, acc / tl.where(a > 0, a, 1.0), acc)
         tl.store(part_ptr + p_offs, acc, mask=rc_mask)
 
 
 def _stream_launch(B: int, C: int, H: int, W: int, h_in: int, dtype: torch.dtype, layout: str,
-                   backward: bool):
+                   backward: bool, feat_is_output: bool = False):
     """(launch, n_split) of the streaming pass; roles: in, feat, logits, out, part."""
     tile = tile_elems(dtype)
     acc = acc_dtype(dtype)
     ptrs = {"in_ptr": ("in", dtype), "feat_ptr": ("feat", dtype), "logits_ptr": ("logits", dtype),
             "out_ptr": ("out", dtype), "part_ptr": ("part", acc) if backward else ("out", dtype)}
-    consts = {"BACKWARD": backward, "ACC": acc_constexpr(dtype)}
+    consts = {"BACKWARD": backward, "FEAT_IS_OUTPUT": feat_is_output, "ACC": acc_constexpr(dtype)}
     if not check_layout(layout):
         bw = pick_block(W, 256, lo=16)
         br = rows_block(tile, bw, B * C * H)
@@ -117,10 +125,12 @@ def plan_attention_rescale(B: int, C: int, H: int, W: int, h_in: int, dtype: tor
 
 @cached_plan
 def plan_attention_rescale_backward(B: int, C: int, H: int, W: int, h_in: int,
-                                    dtype: torch.dtype, layout: str) -> Plan:
-    """roles: in (= grad), feat, logits (inputs), out (= grad_feat), grad_logits, and the
-    temporary ``part`` (n_split, B*C*H) fp32 (fp64 for fp64) of width partial sums."""
-    first, n_split = _stream_launch(B, C, H, W, h_in, dtype, layout, True)
+                                    dtype: torch.dtype, layout: str,
+                                    feat_is_output: bool = False) -> Plan:
+    """roles: in (= grad), feat (or the forward's output, feat_is_output), logits
+    (inputs), out (= grad_feat), grad_logits, and the temporary ``part`` (n_split,
+    B*C*H) fp32 (fp64 for fp64) of width partial sums."""
+    first, n_split = _stream_launch(B, C, H, W, h_in, dtype, layout, True, feat_is_output)
     acc = acc_dtype(dtype)
     second = interp_backward_launch(B * C, h_in, H, "part", acc, "grad_logits", dtype, n_split,
                                     True, "logits")
@@ -162,12 +172,14 @@ def _attention_rescale(feat: Tensor, logits: Tensor, direct: bool = False) -> Te
 
 
 def _attention_rescale_backward(grad: Tensor, feat: Tensor, logits: Tensor,
+                                feat_is_output: bool = False,
                                 direct: bool = False) -> tuple[Tensor, Tensor]:
     key = None
+    feat_is_output = bool(feat_is_output)
     if type(grad) is Tensor and type(feat) is Tensor and type(logits) is Tensor:
         key = (grad.shape, grad.stride(), grad.dtype, grad.device,
                feat.shape, feat.stride(), feat.dtype, feat.device,
-               logits.shape, logits.stride(), logits.dtype, logits.device)
+               logits.shape, logits.stride(), logits.dtype, logits.device, feat_is_output)
         call = _BWD_CALLS.get(key)
         if call is not None:  # checked and planned before: allocate and launch
             grad_feat, grad_logits = call.outputs()
@@ -191,7 +203,8 @@ def _attention_rescale_backward(grad: Tensor, feat: Tensor, logits: Tensor,
     B, C, H, W = feat.shape
     plan = run(plan_attention_rescale_backward, (B, C, H, W, logits.shape[2]),
                {"in": grad, "feat": feat, "logits": logits, "out": grad_feat,
-                "grad_logits": grad_logits}, feat.device, feat.dtype, layout, direct=direct)
+                "grad_logits": grad_logits}, feat.device, feat.dtype, layout, feat_is_output,
+               direct=direct)
     _BWD_CALLS.put(key, Call(plan, (grad_feat, grad_logits), feat.device,
                              (dense_grad, dense_feat, dense_logits, fmt)))
     return grad_feat, grad_logits
@@ -205,10 +218,12 @@ def attention_rescale(feat: Tensor, logits: Tensor) -> Tensor:
 
 
 @triton_op(f"{NAMESPACE}::attention_rescale_backward", mutates_args=())
-def attention_rescale_backward(grad: Tensor, feat: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:
+def attention_rescale_backward(grad: Tensor, feat: Tensor, logits: Tensor,
+                               feat_is_output: bool = False) -> tuple[Tensor, Tensor]:
     """(grad_feat, grad_logits): grad_feat = grad * A in feat's memory format;
-    grad_logits = height_interp_backward(sum_w grad * feat) * s * (1 - s)."""
-    return _attention_rescale_backward(grad, feat, logits)
+    grad_logits = height_interp_backward(sum_w grad * feat) * s * (1 - s).  With
+    feat_is_output, ``feat`` is the forward's output and the row sums are divided by A."""
+    return _attention_rescale_backward(grad, feat, logits, feat_is_output)
 
 
 KERNELS = {"rescale_nchw": _rescale_nchw_kernel, "rescale_nhwc": _rescale_nhwc_kernel}
