@@ -107,6 +107,67 @@ def test_atrous_conv_skipping_padding_taps_equals_the_full_conv(size, dilation):
     assert (ours.weight.grad[:, :, 1, 1] != 0).all()
 
 
+def test_forward_before_final_relu_is_the_stage_without_its_last_relu():
+    from torchvision.models.resnet import Bottleneck
+
+    from hanet.models.backbones import ends_in_relu, forward_before_final_relu
+
+    torch.manual_seed(0)
+    down = torch.nn.Sequential(torch.nn.Conv2d(8, 16, 1, stride=2, bias=False), torch.nn.BatchNorm2d(16))
+    stages = [torch.nn.Sequential(Bottleneck(8, 4, stride=2, downsample=down), Bottleneck(16, 4)),
+              torch.nn.Sequential(torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.BatchNorm2d(16),
+                                  torch.nn.ReLU(inplace=True))]
+    for stage in stages:
+        stage = stage.double().train()
+        assert ends_in_relu(stage)
+        x = torch.randn(2, 8, 10, 12, dtype=torch.float64)
+        pre = forward_before_final_relu(stage, x)
+        assert (pre < 0).any()  # a pre-activation, not the ReLU's output
+        torch.testing.assert_close(torch.relu(pre), stage(x), rtol=0, atol=0)
+    assert not ends_in_relu(torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1), torch.nn.ReLU6()))
+    assert not ends_in_relu(torch.nn.Conv2d(3, 3, 1))
+    # MobileNetV2's last stage ends in ReLU6: its site 0 is not fused (final1 is)
+    mbv2 = build_model("deeplabv3plus_mbv2_os16", hanet=[1, 1, 1, 1, 1])
+    assert not ends_in_relu(mbv2.layer4) and ends_in_relu(mbv2.final1)
+
+
+@pytest.mark.parametrize("arch, fused_sites", [("deeplabv3plus_r50_os16", {0, 3}),
+                                               ("deeplabv3plus_shufflenetv2_os16", {0, 3})])
+def test_training_fuses_the_stage_relu_into_the_site_with_identical_loss_and_gradients(
+        arch, fused_sites, monkeypatch):
+    """While training, sites 0 (after layer4) and 3 (after final1) take the stage's
+    pre-activation where it ends in a ReLU; loss and every gradient equal those of the
+    unfused model (float64)."""
+    import copy
+
+    from hanet.models import deeplab
+
+    torch.manual_seed(0)
+    model = build_model(arch, hanet=[1, 1, 1, 1, 1], hanet_set=[3, 64, 3], hanet_pos=[2, 1]).double().train()
+    unfused = copy.deepcopy(model)
+    x = torch.randn(2, 3, 32, 48, dtype=torch.float64)
+    y = torch.randint(0, 19, (2, 32, 48))
+    calls = []
+    for i in range(5):
+        site = getattr(model, f"hanet{i}")
+        site.register_forward_pre_hook(lambda m, a, kw, i=i: calls.append((i, kw.get("relu_x_high", False))),
+                                       with_kwargs=True)
+    loss = torch.nn.functional.cross_entropy(model(x).logits, y)
+    loss.backward()
+    assert {i for i, relu in calls if relu} == fused_sites
+    monkeypatch.setattr(deeplab, "ends_in_relu", lambda stage: False)
+    loss_unfused = torch.nn.functional.cross_entropy(unfused(x).logits, y)
+    loss_unfused.backward()
+    assert loss.item() == loss_unfused.item()
+    for (name, p), q in zip(model.named_parameters(), unfused.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-12, atol=1e-14, msg=name)
+    # inference runs the stages as they are (module hooks on them still fire)
+    calls.clear()
+    with torch.no_grad():
+        model.eval()(x)
+    assert not any(relu for _, relu in calls)
+
+
 def test_forward_contract_eval_and_attention():
     model = build_model("deeplabv3plus_mbv2_os16", num_classes=7, **SMALL).eval()
     images = torch.randn(1, 3, 80, 96)

@@ -133,3 +133,32 @@ def build_trunk(trunk: str, output_stride: int) -> tuple[nn.ModuleList, TrunkCha
         for name, d in _MOBILE_DILATION[output_stride].items():
             _dilate_mobile(stages[int(name[-1])], d)
     return nn.ModuleList(stages), TRUNK_CHANNELS[trunk]
+
+
+def ends_in_relu(module: nn.Module) -> bool:
+    """Whether ``module``'s output comes out of a plain ``nn.ReLU``: a ReLU, a Sequential
+    whose last module does, or a ResNet bottleneck (ReLU after the residual sum).  A
+    HANet site rescaling such an output can take the pre-activation instead and fuse the
+    ReLU (:func:`hanet.ops.relu_attention_rescale`)."""
+    if isinstance(module, nn.ReLU):
+        return True
+    if isinstance(module, nn.Sequential):
+        return len(module) > 0 and ends_in_relu(module[-1])
+    return isinstance(module, Bottleneck) and isinstance(module.relu, nn.ReLU)
+
+
+def forward_before_final_relu(module: nn.Module, x):
+    """``module(x)`` without its final ReLU (``ends_in_relu(module)`` must hold): the same
+    modules and arithmetic up to the pre-activation (module hooks are not run)."""
+    if isinstance(module, nn.ReLU):
+        return x
+    if isinstance(module, nn.Sequential):
+        for m in list(module)[:-1]:
+            x = m(x)
+        return forward_before_final_relu(module[-1], x)
+    if isinstance(module, Bottleneck):  # torchvision's forward, up to `out += identity`
+        identity = x if module.downsample is None else module.downsample(x)
+        out = module.relu(module.bn1(module.conv1(x)))
+        out = module.relu(module.bn2(module.conv2(out)))
+        return module.bn3(module.conv3(out)) + identity
+    raise TypeError(f"forward_before_final_relu: {type(module).__name__} does not end in a ReLU")

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import build_trunk
+from .backbones import build_trunk, ends_in_relu, forward_before_final_relu
 from .config import ModelConfig
 from .hanet_module import HANet
 from .pos_encoding import check_pos_h, whole_frame_positions
@@ -182,15 +182,26 @@ class DeepLabV3Plus(nn.Module):
     def hanet_sites(self) -> list[nn.Module]:
         return [m for m in (self.hanet0, self.hanet1, self.hanet2, self.hanet3, self.hanet4) if m is not None]
 
-    def _site(self, i, x_low, x_high, pos_h, attentions):
+    def _site(self, i, x_low, x_high, pos_h, attentions, relu_x_high=False):
         site = getattr(self, f"hanet{i}")
         if site is None:
             return x_high
         if attentions is None:
-            return site(x_low, x_high, pos_h)
-        out, att = site(x_low, x_high, pos_h, return_attention=True)
+            return site(x_low, x_high, pos_h, relu_x_high=relu_x_high)
+        out, att = site(x_low, x_high, pos_h, return_attention=True, relu_x_high=relu_x_high)
         attentions.append(att)
         return out
+
+    def _stage_then_site(self, i, stage, stage_in, x_low, pos_h, attentions):
+        """site i applied to stage(stage_in).  While training, where the stage ends in a
+        ReLU the site takes the pre-activation and fuses the ReLU into its rescale: the
+        stage's output is then not kept for the backward (one full-size tensor less per
+        such site in fp32).  Inference runs the stage as it is."""
+        if (getattr(self, f"hanet{i}") is not None and self.training and torch.is_grad_enabled()
+                and ends_in_relu(stage)):
+            return self._site(i, x_low, forward_before_final_relu(stage, stage_in), pos_h, attentions,
+                              relu_x_high=True)
+        return self._site(i, x_low, stage(stage_in), pos_h, attentions)
 
     def forward(self, images: torch.Tensor, pos_h: torch.Tensor | None = None,
                 return_attention: bool = False) -> SegmentationOutput:
@@ -207,16 +218,14 @@ class DeepLabV3Plus(nn.Module):
         low_level = x = self.layer1(x)
         x = self.layer2(x)
         aux_in = x = self.layer3(x)
-        x = self.layer4(x)
-        x = self._site(0, aux_in, x, pos_h, attentions)
+        x = self._stage_then_site(0, self.layer4, x, aux_in, pos_h, attentions)
         represent = x
         x = self.aspp(x)
         x = self._site(1, represent, x, pos_h, attentions)
         dec0_up = self.bot_aspp(x)
         dec0_up = self._site(2, x, dec0_up, pos_h, attentions)
         dec0 = torch.cat([self.bot_fine(low_level), _upsample(dec0_up, low_level.shape[2:])], dim=1)
-        dec1 = self.final1(dec0)
-        dec1 = self._site(3, dec0, dec1, pos_h, attentions)
+        dec1 = self._stage_then_site(3, self.final1, dec0, dec0, pos_h, attentions)
         dec2 = self.final2(dec1)
         dec2 = self._site(4, dec1, dec2, pos_h, attentions)
         logits = _upsample(dec2, (H, W))

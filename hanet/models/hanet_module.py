@@ -160,8 +160,12 @@ class HANet(nn.Module):
         return z
 
     def forward(self, x_low: torch.Tensor, x_high: torch.Tensor, pos_h: torch.Tensor | None = None,
-                return_attention: bool = False):
+                return_attention: bool = False, relu_x_high: bool = False):
         """Rescale ``x_high`` (B, C_h, H, W) by the attention computed from ``x_low``.
+
+        ``relu_x_high``: ``x_high`` is a pre-activation and the site rescales
+        ``relu(x_high)``, the ReLU fused into the rescale's autograd node so that neither
+        tensor is kept for the backward (:func:`hanet.ops.relu_attention_rescale`).
 
         ``pos_h``: the row-position map (row // 8 of the 1024-row frame), (B, H') or
         (B, H', W') at any resolution; None treats ``x_low`` as a whole frame.
@@ -175,7 +179,8 @@ class HANet(nn.Module):
         if x_high.shape[0] != x_low.shape[0]:
             raise ValueError(f"HANet: x_low has batch {x_low.shape[0]}, x_high has {x_high.shape[0]}")
         logits = self.attention_logits(x_low, pos_h).to(x_high.dtype)
-        out = hops.attention_rescale(x_high, logits, backend=self.backend)
+        rescale = hops.relu_attention_rescale if relu_x_high else hops.attention_rescale
+        out = rescale(x_high, logits, backend=self.backend)
         if not return_attention:
             return out
         attention = hops.height_interp(torch.sigmoid(logits), x_high.shape[2], backend=self.backend)

@@ -3,6 +3,8 @@
     width_pool(x, rows, mode="mean")   (B, C, H, W) -> (B, C, rows)
     height_interp(a, size)             (B, C, h)    -> (B, C, size)
     attention_rescale(feat, logits)    (B, C, H, W), (B, C, h) -> (B, C, H, W)
+    relu_attention_rescale(feat, logits)   attention_rescale(relu(feat), logits), the ReLU
+                                       fused into its autograd node (keeps less memory)
 
 Each takes ``backend=None | "reference" | "cpu" | "cuda" | "triton"`` (see
 :mod:`hanet.ops.dispatch`).  The C++/CUDA kernels are ``torch.ops.hanet.*`` and the
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from . import reference
 from .dispatch import BACKENDS, BackendUnavailableError, available_backends
-from .functional import attention_rescale, height_interp, width_pool
+from .functional import attention_rescale, height_interp, relu_attention_rescale, width_pool
 
 __all__ = [
     "BACKENDS",
@@ -23,5 +25,6 @@ __all__ = [
     "available_backends",
     "height_interp",
     "reference",
+    "relu_attention_rescale",
     "width_pool",
 ]

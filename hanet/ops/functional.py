@@ -75,3 +75,46 @@ def attention_rescale(
     if backend == "reference":
         return reference.attention_rescale(feat, logits)
     return _kernels(backend).attention_rescale(feat, logits)
+
+
+class _ReluRescale(torch.autograd.Function):
+    """relu(feat) * A, keeping only what the rescale's backward needs: in fp32 / fp64
+    the output (contract.RESCALE_SAVES_OUTPUT), from which the ReLU's mask is read too
+    (A > 0, so out > 0 exactly where relu(feat) > 0, short of an underflow of a positive
+    feat * A to 0); in half types relu(feat), as a separate ReLU would keep.  So neither
+    feat nor relu(feat) outlives the forward in fp32, and the backward runs the same two
+    passes as ReLU + rescale (threshold_backward, as ReLU's own)."""
+
+    @staticmethod
+    def forward(ctx, feat, logits, ops):
+        x = torch.relu(feat)
+        out = ops.attention_rescale(x, logits)
+        ctx.ops = ops
+        ctx.feat_is_output = feat.dtype in contract.RESCALE_SAVES_OUTPUT
+        ctx.save_for_backward(out if ctx.feat_is_output else x, logits)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        saved, logits = ctx.saved_tensors
+        grad_x, grad_logits = ctx.ops.attention_rescale_backward(grad, saved, logits, ctx.feat_is_output)
+        return torch.ops.aten.threshold_backward(grad_x, saved, 0), grad_logits, None
+
+
+def relu_attention_rescale(
+    feat: torch.Tensor, logits: torch.Tensor, backend: str | None = None
+) -> torch.Tensor:
+    """``attention_rescale(relu(feat), logits)`` with the ReLU fused into the autograd
+    node: for a HANet site whose ``x_high`` ends in a ReLU (a ResNet stage, the
+    decoder's ``final1``), the site takes the pre-activation and neither it nor the
+    activation is kept for the backward (fp32 / fp64; issue 13: HANet's added memory).
+    Same values as the two ops in sequence; gradients too, except where a positive
+    feat * A underflows to 0 (feat below ~1e-38 / A), whose gradient is then 0 as
+    where feat <= 0."""
+    _validate("attention_rescale", feat, logits)
+    backend = resolve(backend, feat.device)
+    if backend == "reference":
+        return reference.attention_rescale(torch.relu(feat), logits)
+    if not (torch.is_grad_enabled() and (feat.requires_grad or logits.requires_grad)):
+        return _kernels(backend).attention_rescale(torch.relu(feat), logits)
+    return _ReluRescale.apply(feat, logits, _kernels(backend))

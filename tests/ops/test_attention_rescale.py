@@ -253,3 +253,45 @@ def test_autograd_keeps_the_output_not_feat_in_fp32_and_feat_in_bf16(backend):
         close(gf, r_gf, dtype)
         torch.testing.assert_close(gl.double(), r_gl, rtol=TOL[dtype]["rtol"],
                                    atol=TOL[dtype]["atol"] * max(1.0, r_gl.abs().max().item()))
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("backend", KERNELS + ["reference"])
+def test_relu_attention_rescale_equals_relu_then_rescale(backend, dtype, layout):
+    """relu_attention_rescale (the ReLU fused into the rescale's autograd node) against
+    the float64 reference of relu followed by the rescale: values and both gradients,
+    feat with exact zeros and negatives."""
+    feat = x_((2, 3, 7, 5), dtype, layout == "nhwc")
+    feat[:, :, 0] = 0  # relu'(0) = 0, as torch's ReLU
+    logits = x_((2, 3, 4), dtype, seed=1) * 2
+    grad = x_((2, 3, 7, 5), dtype, seed=2)
+    f, lg = feat.clone().requires_grad_(), logits.clone().requires_grad_()
+    out = hops.relu_attention_rescale(f, lg, backend=backend)
+    gf, gl = torch.autograd.grad(out, (f, lg), grad)
+    f64, l64 = feat.double().requires_grad_(), logits.double().requires_grad_()
+    want = ref.attention_rescale(torch.relu(f64), l64)
+    r_gf, r_gl = torch.autograd.grad(want, (f64, l64), grad.double())
+    close(out, want, dtype)
+    close(gf, r_gf, dtype)
+    assert (gf[:, :, 0] == 0).all() and (gf[feat < 0] == 0).all()
+    torch.testing.assert_close(gl.double(), r_gl, rtol=TOL[dtype]["rtol"],
+                               atol=TOL[dtype]["atol"] * max(1.0, r_gl.abs().max().item()))
+
+
+@pytest.mark.parametrize("backend", KERNELS)
+def test_relu_attention_rescale_keeps_only_the_output_in_fp32(backend):
+    for dtype, keeps_output in ((torch.float32, True), (torch.bfloat16, False)):
+        feat = (x_((2, 3, 6, 5), dtype) * 1).requires_grad_()
+        logits = x_((2, 3, 4), dtype, seed=1).requires_grad_()
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+            out = hops.relu_attention_rescale(feat, logits, backend=backend)
+        big = [t for t in saved if t.numel() == feat.numel()]
+        assert len(big) == 1, [tuple(t.shape) for t in saved]
+        if keeps_output:
+            assert big[0].untyped_storage().data_ptr() == out.untyped_storage().data_ptr()
+        else:  # relu(feat): neither feat nor the output
+            assert big[0].untyped_storage().data_ptr() not in (
+                out.untyped_storage().data_ptr(), feat.untyped_storage().data_ptr())
+            torch.testing.assert_close(big[0], torch.relu(feat.detach()), rtol=0, atol=0)
