@@ -39,7 +39,10 @@ run() {  # run NAME SEED OVERRIDES...
   rm -rf "runs/$name"
   .venv/bin/torchrun --standalone --nproc_per_node=1 train/train.py train/configs/demo.yaml \
     "output_dir=runs/$name" "data.root=$DATA" "train.seed=$seed" "$@"
-  $H eval "runs/$name/checkpoints/last.pt" "data.root=$DATA" --json "runs/$name/eval.json"
+  # scales 1.0 and 1.25 with flips (the training's own validation, single-scale, is in
+  # runs/NAME/metrics.jsonl; both are printed below)
+  $H eval "runs/$name/checkpoints/last.pt" "data.root=$DATA" "infer.scales=[1.0,1.25]" infer.flip=true \
+    --json "runs/$name/eval.json"
   echo "== $name: $(( $(date +%s) - ts )) s (training and evaluation)"
 }
 names=()
@@ -55,12 +58,19 @@ done
 echo
 .venv/bin/python - "${names[@]}" <<'EOF'
 import json, statistics, sys
+def single_scale(name):  # the training's last validation (whole image, scale 1.0)
+    with open(f"runs/{name}/metrics.jsonl") as f:
+        return [json.loads(line) for line in f][-1]
 rows = []
 for name in sys.argv[1:]:
-    h = json.load(open(f"runs/{name}/eval.json"))
-    b = json.load(open(f"runs/{name.replace('hanet', 'baseline')}/eval.json"))
+    base = name.replace('hanet', 'baseline')
+    h, b = json.load(open(f"runs/{name}/eval.json")), json.load(open(f"runs/{base}/eval.json"))
     rows.append((name, h, b))
-print(f"== generated-scene val mIoU and pixel accuracy (same seed, same budget; {len(rows)} seed(s))")
+    hs, bs = single_scale(name), single_scale(base)
+    print(f"   {name}: single-scale HANet {100 * hs['miou']:.2f}% / {100 * hs['pixel_acc']:.2f}%, "
+          f"baseline {100 * bs['miou']:.2f}% / {100 * bs['pixel_acc']:.2f}% (mIoU / pixel acc)")
+print(f"== generated-scene val mIoU and pixel accuracy, scales 1.0 and 1.25 with flips "
+      f"(same seed, same budget; {len(rows)} seed(s))")
 print(f"   {'run (HANet / baseline)':34s} {'HANet mIoU':>10s} {'pix acc':>8s}   {'baseline mIoU':>13s} {'pix acc':>8s}   HANet ahead")
 for name, h, b in rows:
     print(f"   {name:34s} {100 * h['miou']:9.2f}% {100 * h['pixel_acc']:7.2f}%   {100 * b['miou']:12.2f}% "
