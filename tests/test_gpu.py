@@ -161,9 +161,45 @@ def test_opcheck(backend):
     torch.library.opcheck(ops.attention_rescale, (feat, logits))
     torch.library.opcheck(ops.attention_rescale_backward,
                           (torch.randn_like(feat), feat.detach(), logits.detach()))
+    torch.library.opcheck(ops.attention_rescale_backward,
+                          (torch.randn_like(feat), feat.detach(), logits.detach(), True))
     for mode in ("mean", "max"):
         torch.library.opcheck(ops.width_pool, (feat, 4, mode))
     torch.library.opcheck(ops.height_interp, (logits, 9))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_backward_from_the_output_and_the_fused_relu(backend, dtype, layout):
+    """The rescale backward from its output (feat_is_output, the autograd path in
+    fp32 / fp64) and relu_attention_rescale on the GPU, against the float64 reference
+    (wide rows: split width sums on channels_last)."""
+    feat = _gpu(make((2, 64, 5, 300), dtype, layout, seed=1))
+    feat[:, :, 0] = 0
+    logits = _gpu(make((2, 64, 4), dtype, "nchw", seed=2, scale=2.0))
+    grad = _gpu(make((2, 64, 5, 300), dtype, "nchw", seed=3))
+    f64, l64 = feat.double().requires_grad_(), logits.double().requires_grad_()
+    want = reference.attention_rescale(torch.relu(f64), l64)
+    r_gf, r_gl = torch.autograd.grad(want, (f64, l64), grad.double())
+    f, lg = feat.clone().requires_grad_(), logits.clone().requires_grad_()
+    out = hops.relu_attention_rescale(f, lg, backend=backend)
+    gf, gl = torch.autograd.grad(out, (f, lg), grad)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype != torch.bfloat16 else dict(rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(out.double(), want, **tol)
+    torch.testing.assert_close(gf.double(), r_gf, **tol)
+    scale = max(1.0, r_gl.abs().max().item())
+    torch.testing.assert_close(gl.double(), r_gl, rtol=tol["rtol"], atol=tol["atol"] * scale)
+    if dtype != torch.bfloat16:
+        ops = _namespace(backend)
+        x = torch.relu(feat)
+        y = ops.attention_rescale(x, logits)
+        gx, gl2 = ops.attention_rescale_backward(grad, y, logits, True)
+        x64, l64 = x.double().requires_grad_(), logits.double().requires_grad_()
+        r_gx, r_gl2 = torch.autograd.grad(reference.attention_rescale(x64, l64), (x64, l64), grad.double())
+        torch.testing.assert_close(gx.double(), r_gx, **tol)
+        torch.testing.assert_close(gl2.double(), r_gl2, rtol=tol["rtol"],
+                                   atol=tol["atol"] * max(1.0, r_gl2.abs().max().item()))
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
