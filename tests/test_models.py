@@ -115,6 +115,7 @@ def test_forward_before_final_relu_is_the_stage_without_its_last_relu():
     torch.manual_seed(0)
     down = torch.nn.Sequential(torch.nn.Conv2d(8, 16, 1, stride=2, bias=False), torch.nn.BatchNorm2d(16))
     stages = [torch.nn.Sequential(Bottleneck(8, 4, stride=2, downsample=down), Bottleneck(16, 4)),
+              torch.nn.Sequential(Bottleneck(8, 4, stride=2, downsample=down)),  # last block downsamples
               torch.nn.Sequential(torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.BatchNorm2d(16),
                                   torch.nn.ReLU(inplace=True))]
     for stage in stages:

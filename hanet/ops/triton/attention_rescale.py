@@ -22,8 +22,8 @@ from torch import Tensor
 from torch.library import triton_op
 
 from .common import (NAMESPACE, Call, CallCache, Launch, Plan, acc_constexpr, acc_dtype,
-                     attention, cached_plan, cdiv, check_layout, launch, layout_of, memory_format,
-                     nhwc_blocks, nhwc_program, nhwc_rows, outputs, pick_block, rows_block, run,
+                     attention, cached_plan, cdiv, check_layout, feat_dot_from_result, launch,
+                     layout_of, memory_format, nhwc_blocks, nhwc_program, nhwc_rows, outputs, pick_block, rows_block, run,
                      split_extent, split_rows, tile_elems, validate, warps)
 from .height_interp import interp_backward_launch
 
@@ -53,8 +53,8 @@ def _rescale_nchw_kernel(in_ptr, feat_ptr, logits_ptr, out_ptr, part_ptr, R, H, 
             f = tl.load(feat_ptr + offs, mask=m, other=0.0).to(ACC)
             acc += tl.sum(g * f, axis=1)
     if BACKWARD:
-        if FEAT_IS_OUTPUT:  # math::feat_dot_from_result
-            acc = tl.where(a > 0, acc / tl.where(a > 0, a, 1.0), acc)
+        if FEAT_IS_OUTPUT:
+            acc = feat_dot_from_result(acc, a)
         tl.store(part_ptr + (sp.to(tl.int64) * R + rows), acc, mask=rmask)
 
 
@@ -86,8 +86,8 @@ def _rescale_nhwc_kernel(in_ptr, feat_ptr, logits_ptr, out_ptr, part_ptr, BH, H,
     if BACKWARD:
         R = tl.cast(BH, tl.int64) * C  # = B*C*H
         p_offs = sp.to(tl.int64) * R + lrow * H + hh[:, None]
-        if FEAT_IS_OUTPUT:  # math::feat_dot_from_result
-            acc = tl.where(a > 0, acc / tl.where(a > 0, a, 1.0), acc)
+        if FEAT_IS_OUTPUT:
+            acc = feat_dot_from_result(acc, a)
         tl.store(part_ptr + p_offs, acc, mask=rc_mask)
 
 

@@ -120,6 +120,16 @@ def attention(logits_ptr, lrow, hh, h_in, H, mask, ACC: tl.constexpr):
     s0 = 1.0 / (1.0 + tl.exp(-l0))
     s1 = 1.0 / (1.0 + tl.exp(-l1))
     return w0 * s0 + w1 * s1
+
+
+@triton.jit
+def feat_dot_from_result(dot, a):
+    """sum grad * feat from sum grad * out (out = feat * A, A > 0): dot / A, or dot where
+    A is 0 (csrc/common/hanet_math.h feat_dot_from_result; the inner where keeps the
+    interpreter from evaluating 0 / 0)."""
+    return tl.where(a > 0, dot / tl.where(a > 0, a, 1.0), dot)
+
+
 @triton.jit
 def row_tile(pid, R, N, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr):
     """Program ``pid`` of a (R, N) grid of BLOCK_R x BLOCK_N tiles (N fastest): its
