@@ -41,7 +41,8 @@ for s in $STEPS; do
     step tests
     TRITON_INTERPRET=0 HANET_REQUIRE_GPU=1 timeout "${TEST_TIMEOUT:-240}" $PY -m pytest -q -p no:cacheprovider \
       --rootdir=. -c pyproject.toml -n "${TEST_WORKERS:-8}" --tb=line -rf --durations=5 \
-      tests/test_gpu.py tests/test_cuda_build.py tests/test_index_bounds.py tests/test_no_host_sync.py >"$OUT/tests.log" 2>&1 || status=1
+      tests/test_gpu.py tests/test_cuda_build.py tests/test_index_bounds.py tests/test_no_host_sync.py \
+      tests/test_branch_graph.py >"$OUT/tests.log" 2>&1 || status=1
     grep -E "^(FAILED|ERROR)|passed|failed|error" "$OUT/tests.log" | tail -30
     ;;
   ops)
@@ -54,6 +55,7 @@ for s in $STEPS; do
   launches)
     step "kernel launches per HANet site"
     timeout 60 $PY -m hanet.bench launches --device cuda >"$OUT/launches.log" 2>&1 || status=1
+    timeout 60 $PY -m hanet.bench launches --device cuda --cuda-graph >>"$OUT/launches.log" 2>&1 || status=1
     cat "$OUT/launches.log"
     ;;
   triton_host)
@@ -64,7 +66,7 @@ for s in $STEPS; do
   model)
     step "model benchmark"
     timeout "${MODEL_TIMEOUT:-100}" $PY -m hanet.bench model --device cuda --height 768 --width 768 --batch 2 \
-      --reps 50 --json "$OUT/model_cuda.json" >"$OUT/model_bench.log" 2>&1 || status=1
+      --reps 50 --cuda-graph --json "$OUT/model_cuda.json" >"$OUT/model_bench.log" 2>&1 || status=1
     tail -12 "$OUT/model_bench.log"
     ;;
   model_triton)

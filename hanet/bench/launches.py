@@ -1,14 +1,18 @@
 """Kernel launches of one HANet site, forward and backward (issue 13: the goal is at
 most 4 per site per direction).
 
-On a GPU the CUDA kernels are counted from the profiler.  On CPU the ATen ops that
+On a GPU the profiler counts the host's launch calls (kernels, copies, memsets, graph
+launches: what the issue's "launches" are) and the kernels the device ran; with
+`--cuda-graph` the site replays its small branch from a captured graph
+(hanet.models.branch_graph), the positions coming from a model-level static tensor as
+in DeepLabV3Plus.  On CPU the ATen ops that
 run a kernel are counted instead (a TorchDispatchMode below autograd; views and
 allocations excluded): the same op structure a GPU launches (each op one or more
 kernels, our fused ops one or two), except that the CPU checks the positions on the
 host (6 ops, two of them host reads) where an accelerator asserts on the device (5).
 The count does not depend on the spatial size, so `--height` may be small.
 
-    python -m hanet.bench launches [--device cuda] [--site r101_os8_site3] [--height 8]
+    python -m hanet.bench launches [--device cuda] [--cuda-graph] [--site r101_os8_site3] [--height 8]
 """
 from __future__ import annotations
 
@@ -47,18 +51,25 @@ class OpCounter(TorchDispatchMode):
         return out
 
 
-def make_site(x_low_channels: int, x_high_channels: int, device, backend: str | None = None):
+def make_site(x_low_channels: int, x_high_channels: int, device, backend: str | None = None,
+              cuda_graph: bool = False, pooling: str = "mean"):
     from hanet.models import HANet
 
     return HANet(in_channels=x_low_channels, out_channels=x_high_channels, kernel_size=3, r_factor=64,
-                 layers=3, pos_injection=2, pos_encoding="sinusoid", pos_rfactor=8, pooling="mean",
-                 dropout=0.1, pos_noise=0.5, backend=backend).to(device).train()
+                 layers=3, pos_injection=2, pos_encoding="sinusoid", pos_rfactor=8, pooling=pooling,
+                 dropout=0.1, pos_noise=0.5, backend=backend, cuda_graph=cuda_graph).to(device).train()
 
 
 def _inputs(site, H, device, batch=2):
     x_low = torch.randn(batch, site.in_channels, H, H, device=device, requires_grad=True)
     x_high = torch.randn(batch, site.out_channels, H, H, device=device, requires_grad=True)
     pos = (torch.arange(H, device=device) * 128 // H).repeat(batch, 1)
+    if site.cuda_graph:  # as DeepLabV3Plus passes them: one tensor, rewritten at every step
+        from hanet.models.branch_graph import StaticPositions
+
+        if getattr(site, "_bench_positions", None) is None:
+            site._bench_positions = StaticPositions()
+        pos = site._bench_positions.update(pos)
     # as in a model: x_low's gradient from its other use is already there
     x_low.grad = torch.zeros_like(x_low)
     return x_low, x_high, pos
@@ -76,25 +87,38 @@ def count_ops(site, H: int, device="cpu") -> tuple[Counter, Counter]:
     return fwd.ops, bwd.ops
 
 
-def count_cuda_kernels(site, H: int) -> tuple[int, int]:
-    """(forward, backward) CUDA kernel launches of one training step, from the profiler."""
+# The host calls that put work on a CUDA stream.
+LAUNCH_CALLS = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx",
+                "cudaMemcpyAsync", "cudaMemsetAsync", "cudaGraphLaunch", "cudaLaunchCooperativeKernel")
+
+
+def count_cuda_launches(site, H: int) -> dict:
+    """Launch calls and device kernels of one training step's forward and backward,
+    from the profiler, after two warm-up steps (lazy initialisation, graph capture)."""
     from torch.profiler import ProfilerActivity, profile
 
     x_low, x_high, pos = _inputs(site, H, "cuda")
     grad = torch.randn(x_high.shape, device="cuda")
-    site(x_low, x_high, pos).backward(grad)  # warm-up (lazy initialisation)
+    for _ in range(2):
+        site(x_low, x_high, pos).backward(grad)
+    # as a training step after optimizer.zero_grad(): the parameters' gradients are
+    # taken over, not added into existing ones (one add per parameter otherwise)
+    site.zero_grad(set_to_none=True)
 
-    def kernels(fn) -> int:
+    def count(fn) -> tuple[int, int]:
         torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             fn()
             torch.cuda.synchronize()
-        return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+        events = prof.events()
+        launches = sum(1 for e in events if e.name.split("_v")[0] in LAUNCH_CALLS)
+        kernels = sum(1 for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
+        return launches, kernels
 
     holder = []
-    forward = kernels(lambda: holder.append(site(x_low, x_high, pos)))
-    backward = kernels(lambda: holder.pop().backward(grad))
-    return forward, backward
+    f_launch, f_kernel = count(lambda: holder.append(site(x_low, x_high, pos)))
+    b_launch, b_kernel = count(lambda: holder.pop().backward(grad))
+    return {"forward": f_launch, "backward": b_launch, "forward_kernels": f_kernel, "backward_kernels": b_kernel}
 
 
 def main(argv=None):
@@ -103,6 +127,8 @@ def main(argv=None):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--height", type=int, default=None, help="feature rows and columns (default: the site's)")
     p.add_argument("--backend", default=None, help="op backend (default: the device's fastest)")
+    p.add_argument("--cuda-graph", action="store_true", help="replay the small branch from a CUDA graph")
+    p.add_argument("--pooling", choices=("mean", "max"), default="mean")
     p.add_argument("--site", choices=list(SITES), action="append",
                    help="repeatable; default: all four R101-OS8 sites")
     args = p.parse_args(argv)
@@ -112,10 +138,12 @@ def main(argv=None):
     for name in args.site or list(SITES):
         c_low, c_high, H = SITES[name]
         H = args.height if args.height is not None else H
-        site = make_site(c_low, c_high, args.device, args.backend)
+        site = make_site(c_low, c_high, args.device, args.backend, args.cuda_graph, args.pooling)
         if args.device.startswith("cuda"):
-            f, b = count_cuda_kernels(site, H)
-            print(f"{name}: {f} CUDA kernels forward, {b} backward (goal <= 4 each)")
+            r = count_cuda_launches(site, H)
+            f, b = r["forward"], r["backward"]
+            print(f"{name}: {f} launches forward, {b} backward (goal <= 4 each); device kernels "
+                  f"{r['forward_kernels']} / {r['backward_kernels']}" + (" (CUDA graph)" if args.cuda_graph else ""))
         else:
             fo, bo = count_ops(site, H, args.device)
             f, b = sum(fo.values()), sum(bo.values())

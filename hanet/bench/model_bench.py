@@ -33,12 +33,14 @@ HANET = dict(hanet=[1, 1, 1, 1, 0], hanet_set=[3, 64, 3], hanet_pos=[2, 1], pos_
 VARIANTS = ("baseline", "hanet_reference", "hanet_fused")
 
 
-def _model(variant: str, arch: str, device) -> torch.nn.Module:
+def _model(variant: str, arch: str, device, cuda_graph: bool = False) -> torch.nn.Module:
     torch.manual_seed(0)
     if variant == "baseline":
         model = build_model(arch, hanet=[0, 0, 0, 0, 0])
     else:
-        model = build_model(arch, backend="reference" if variant == "hanet_reference" else None, **HANET)
+        reference = variant == "hanet_reference"
+        model = build_model(arch, backend="reference" if reference else None,
+                            cuda_graph=cuda_graph and not reference, **HANET)
     return model.to(device).train()
 
 
@@ -97,9 +99,12 @@ def measure_memory(variant: str, args) -> float:
     """Peak memory (MB) of one step of `variant`, in this process: call it in a fresh
     process (:func:`memory_in_subprocess`), one per variant."""
     device = torch.device(args.device)
-    model = _model(variant, args.arch, device)
+    model = _model(variant, args.arch, device, args.cuda_graph)
     images, target = _inputs(args, device)
     if device.type == "cuda":
+        if args.cuda_graph:  # the capture's own warm-up steps are not part of the step's peak
+            _step(model, images, target)
+            _sync(device)
         torch.cuda.reset_peak_memory_stats(device)
         _step(model, images, target)
         _sync(device)
@@ -112,7 +117,7 @@ def memory_in_subprocess(variant: str, args) -> float:
     """Peak memory (MB) of one step of `variant` measured in a fresh Python process."""
     cmd = [sys.executable, "-m", "hanet.bench.model_bench", "--memory-only", variant, "--arch", args.arch,
            "--device", args.device, "--batch", str(args.batch), "--height", str(args.height),
-           "--width", str(args.width)]
+           "--width", str(args.width)] + (["--cuda-graph"] if args.cuda_graph else [])
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"memory measurement of {variant} failed:\n{proc.stderr[-2000:]}")
@@ -131,6 +136,8 @@ def main(argv=None):
                    help="interleaved rounds, each timing one step of every variant (after one warm-up "
                         "round); the overhead's 95 %% interval needs >= 50 on a GPU")
     p.add_argument("--no-memory", action="store_true", help="skip the per-variant memory subprocesses")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="the fused variant replays each site's small branch from a CUDA graph (training, CUDA)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.add_argument("--memory-only", choices=VARIANTS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -146,12 +153,13 @@ def main(argv=None):
     device = torch.device(args.device)
     images, target = _inputs(args, device)
     base = _model("baseline", args.arch, device)
-    hanet = _model("hanet_fused", args.arch, device)
+    hanet = _model("hanet_fused", args.arch, device, args.cuda_graph)
     fused_backend = None
 
     def set_backend(b):
         for site in hanet.hanet_sites():
             site.backend = b
+            site.cuda_graph = args.cuda_graph and b != "reference"
 
     runs = {v: [] for v in VARIANTS}
     for rep in range(args.reps + 1):
@@ -187,7 +195,8 @@ def main(argv=None):
     import hanet.ops as hops
 
     print(f"\n{args.arch}, batch {args.batch}, {args.height}x{args.width}, {args.device} "
-          f"({torch.get_num_threads()} threads), fused backend: {hops.dispatch.resolve(None, device)}")
+          f"({torch.get_num_threads()} threads), fused backend: {hops.dispatch.resolve(None, device)}"
+          + (", small branch from CUDA graphs" if args.cuda_graph else ""))
     print(f"{'variant':<17} {'step ms':>9} {'HANet overhead (95 % interval)':>32} {'peak MB':>9} "
           f"{'held MB':>9}")
     for v in VARIANTS:
@@ -211,7 +220,8 @@ def main(argv=None):
           f"baseline step (target on a GPU, fp32: <= 1.5 % with its 95 % interval)")
     if args.json:
         meta = {"arch": args.arch, "device": args.device, "batch": args.batch, "height": args.height,
-                "width": args.width, "threads": torch.get_num_threads(), "torch": torch.__version__}
+                "width": args.width, "cuda_graph": args.cuda_graph, "threads": torch.get_num_threads(),
+                "torch": torch.__version__}
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "results": results}, f, indent=1)
         print(f"wrote {args.json}")

@@ -22,6 +22,9 @@ class ModelConfig:
     pos_noise: float = 0.0
     aux_loss: bool = False
     backend: str | None = None  # hanet.ops backend (not part of the architecture)
+    # training on CUDA: replay each site's small branch from a captured CUDA graph
+    # (hanet.models.branch_graph; not part of the architecture either)
+    cuda_graph: bool = False
 
     def __post_init__(self):
         self.hanet = [int(v) for v in self.hanet]
@@ -52,6 +55,8 @@ class ModelConfig:
             )
         if not 1 <= self.pos_rfactor <= 128:
             raise ValueError(f"pos_rfactor must be in [1, 128] (HANet pools to 128 // pos_rfactor rows), got {self.pos_rfactor}")
+        if not isinstance(self.cuda_graph, bool):
+            raise ValueError(f"cuda_graph must be true or false, got {self.cuda_graph!r}")
         if self.pooling not in ("mean", "max"):
             raise ValueError(f'pooling must be "mean" or "max", got {self.pooling!r}')
 

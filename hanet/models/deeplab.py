@@ -14,6 +14,7 @@ from torch import nn
 
 from .backbones import build_trunk, ends_in_relu, forward_before_final_relu
 from .config import ModelConfig
+from . import branch_graph
 from .hanet_module import HANet
 from .pos_encoding import check_pos_h, whole_frame_positions
 
@@ -174,10 +175,12 @@ class DeepLabV3Plus(nn.Module):
                              pos_injection=config.hanet_pos[0], pos_encoding=config.pos_encoding,
                              pos_rfactor=config.pos_rfactor,
                              pooling="max" if i == 4 else config.pooling,  # site 4: always max, as the original
-                             dropout=config.dropout, pos_noise=config.pos_noise, backend=config.backend)
+                             dropout=config.dropout, pos_noise=config.pos_noise, backend=config.backend,
+                             cuda_graph=config.cuda_graph)
                 initialize_weights(site)
             setattr(self, f"hanet{i}", site)
         initialize_weights(self.aspp, self.bot_aspp, self.bot_fine, self.final1, self.final2)
+        self._static_positions = branch_graph.StaticPositions()
 
     def hanet_sites(self) -> list[nn.Module]:
         return [m for m in (self.hanet0, self.hanet1, self.hanet2, self.hanet3, self.hanet4) if m is not None]
@@ -212,6 +215,9 @@ class DeepLabV3Plus(nn.Module):
             pos_h = whole_frame_positions(B, H, images.device)
         else:
             pos_h = check_pos_h(pos_h, B, "DeepLabV3Plus")
+        if any(s.cuda_graph for s in self.hanet_sites()) and branch_graph.can_capture(self, images):
+            # one copy a step into the tensor every captured site reads in place
+            pos_h = self._static_positions.update(pos_h)
         attentions = [] if return_attention else None
 
         x = self.layer0(images)

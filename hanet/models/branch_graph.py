@@ -1,0 +1,211 @@
+"""CUDA-graph replay of a HANet site's small branch, for training (issue 13).
+
+The branch — pooled rows (B, C_l, R) -> position term, dropout, three 1-D convs with
+batch statistics -> attention logits (B, C_h, R) — is about thirty kernels forward and
+a dozen backward, each a few microseconds of work behind a launch.  Captured once per
+shape, a site launches four times per direction:
+
+    forward:  width pool, copy of the pooled rows into the graph's input, the graph, the rescale
+    backward: the rescale's gradient, copy of the logits' gradient into the graph, the graph
+              (which also spreads the rows' gradient over the input rows), the stride-0 add of
+              that (B, C, H, 1) gradient into x_low's
+
+With mean pooling the pool's own backward (a division and a kernel) moves into the graph
+as one (R, H) matrix product; max pooling keeps its backward (one launch more).
+The row positions are a graph input too; the model copies them once per step into a
+tensor all its sites read (:class:`StaticPositions`), so they cost no copy per site.
+
+What keeps replay exact:
+* a forward replays only when no tensor of the previous replay is alive (the logits
+  are kept by the rescale for its backward): two forwards before one backward (a
+  second micro-batch, a retained graph) run the branch eagerly instead;
+* a parameter gradient that aliases the graph's gradient buffer (autograd takes the
+  returned tensor as ``.grad`` when ``.grad`` was None) is cloned before the next
+  backward replay overwrites it, so accumulation across backward passes stays right;
+* the warm-up runs before capture update the BatchNorm running statistics; they are
+  put back, so a captured step changes them exactly once, as an eager step does.
+"""
+from __future__ import annotations
+
+import weakref
+
+import torch
+from torch import nn
+
+# The attribute StaticPositions sets on the tensor it owns: sites read it in place.
+_STATIC_MARK = "_hanet_static_positions"
+
+
+class StaticPositions:
+    """One position tensor per model, rewritten in place at every step (one copy), so the
+    captured branches of all sites read it without a copy of their own."""
+
+    def __init__(self):
+        self.buffer: torch.Tensor | None = None
+
+    def update(self, pos_h: torch.Tensor) -> torch.Tensor:
+        b = self.buffer
+        if b is None or b.shape != pos_h.shape or b.device != pos_h.device or b.dtype != pos_h.dtype:
+            b = torch.empty(pos_h.shape, dtype=pos_h.dtype, device=pos_h.device)
+            setattr(b, _STATIC_MARK, True)
+            self.buffer = b
+        b.copy_(pos_h)
+        return b
+
+
+def is_static_positions(t: torch.Tensor) -> bool:
+    return getattr(t, _STATIC_MARK, False)
+
+
+def mean_rows_matrix(rows: int, height: int, width: int, device, dtype=torch.float32) -> torch.Tensor:
+    """(R, H): the gradient of mean width pooling as a matrix, d z[r] / d x[h, w]
+    = 1 / (|bin r| * W) for the input rows h of bin r = [floor(r*H/R), ceil((r+1)*H/R))."""
+    m = torch.zeros(rows, height, dtype=torch.float64)
+    for r in range(rows):
+        start, end = (r * height) // rows, -((-(r + 1) * height) // rows)
+        m[r, start:end] = 1.0 / ((end - start) * width)
+    return m.to(device=device, dtype=dtype)
+
+
+def autocast_state():
+    if not torch.is_autocast_enabled("cuda"):
+        return None
+    return torch.get_autocast_dtype("cuda")
+
+
+class BranchGraph:
+    """The captured forward and backward of ``fn(z, pos) -> logits`` for one input shape.
+
+    ``params``: every tensor ``fn`` reads that may need a gradient (the branch's
+    parameters); ``buffers``: the tensors ``fn`` updates in place (BatchNorm running
+    statistics), restored after the warm-up.  ``x_shape``: (H, W) of the pooled input
+    when the pooling was a mean: the graph then returns the gradient of the input rows
+    (B, C, H, 1) rather than of the pooled rows."""
+
+    WARMUP = 2
+
+    def __init__(self, fn, params, buffers, z: torch.Tensor, pos: torch.Tensor | None,
+                 x_shape: tuple[int, int] | None = None):
+        self.params = tuple(p for p in params if p.requires_grad)
+        self.x_shape = x_shape
+        # built before the capture: a host-to-device copy cannot be captured
+        # (float32 math for half types, float64 for float64)
+        self._rows_matrix = None if x_shape is None else mean_rows_matrix(
+            z.shape[2], *x_shape, z.device, torch.promote_types(z.dtype, torch.float32))
+        self.static_z = z.detach().clone().requires_grad_(z.requires_grad)
+        if pos is None or is_static_positions(pos):
+            self.static_pos = pos
+        else:  # a caller's tensor: never written; the graph reads its own copy
+            self.static_pos = pos.clone()
+        inputs = ((self.static_z,) if z.requires_grad else ()) + self.params
+        saved = [b.detach().clone() for b in buffers]
+
+        def forward_body():
+            return fn(self.static_z, self.static_pos)
+
+        def backward_body():
+            grads = list(torch.autograd.grad(self.static_out, inputs, self.static_grad_out, allow_unused=True))
+            if x_shape is not None and z.requires_grad:
+                grads[0] = self._input_rows(grads[0], z.dtype)
+            return grads
+
+        cache = torch.is_autocast_cache_enabled()
+        torch.set_autocast_cache_enabled(False)  # a cached cast would outlive the capture
+        try:
+            self._warm_up(forward_body, inputs)
+            self.fwd, self.static_out = self._record(forward_body, None)
+            self.static_grad_out = torch.empty_like(self.static_out)
+            self.bwd, grads = self._record(backward_body, self.fwd)
+        finally:
+            torch.set_autocast_cache_enabled(cache)
+        with torch.no_grad():
+            for b, s in zip(buffers, saved):
+                b.copy_(s)
+        self.static_grad_z = grads[0] if z.requires_grad else None
+        self.static_grad_params = tuple(grads[1:] if z.requires_grad else grads)
+        # where the graph reads its parameters and writes the BatchNorm statistics: a
+        # module moved or converted after the capture (`.to()`, `.half()`) has new storage
+        self._storage = tuple(t.data_ptr() for t in (*params, *buffers))
+        self._last_output = None  # weakref to the tensor of the latest forward replay
+
+    def _warm_up(self, forward_body, inputs) -> None:
+        """Runs the branch before its capture (lazy initialisation: cuBLAS handles,
+        workspaces), on a side stream as CUDA graphs require."""
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(self.WARMUP):
+                out = forward_body()
+                torch.autograd.grad(out, inputs, torch.ones_like(out), allow_unused=True)
+            del out
+        torch.cuda.current_stream().wait_stream(side)
+
+    def _record(self, body, share_pool_with):
+        """(graph, what body returned): body captured, its tensors the graph's static ones."""
+        graph = torch.cuda.CUDAGraph()
+        pool = None if share_pool_with is None else share_pool_with.pool()
+        # thread_local: a DataLoader's pinning thread may call CUDA during the capture
+        with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+            result = body()
+        return graph, result
+
+    def _input_rows(self, grad_z: torch.Tensor, dtype) -> torch.Tensor:
+        """(B, C, R) gradient of the pooled rows -> (B, C, H, 1) of the input rows."""
+        with torch.autocast("cuda", enabled=False):
+            m = self._rows_matrix
+            return torch.matmul(grad_z.to(m.dtype), m).to(dtype).unsqueeze(-1)
+
+    def stale(self, params, buffers) -> bool:
+        """The module's tensors no longer live where the graph reads them."""
+        live = tuple(t.data_ptr() for t in (*params, *buffers))
+        return live != self._storage
+
+    def busy(self) -> bool:
+        """A tensor of the previous replay is still alive (its backward may still run)."""
+        return self._last_output is not None and self._last_output() is not None
+
+    def __call__(self, z: torch.Tensor, pos: torch.Tensor | None, x: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: the pooled input, when the graph returns its gradient (mean pooling; ``z``
+        then carries no autograd history of its own)."""
+        out = _Replay.apply(self, pos, x, z, *self.params)
+        self._last_output = weakref.ref(out)
+        return out
+
+
+class _Replay(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, graph: BranchGraph, pos, x, z, *params):
+        if pos is not None and pos.data_ptr() != graph.static_pos.data_ptr():
+            graph.static_pos.copy_(pos)
+        graph.static_z.copy_(z)
+        graph.fwd.replay()
+        ctx.graph = graph
+        ctx.x_width = None if x is None else x.shape[3]
+        return graph.static_out.detach()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        g = ctx.graph
+        for p, sg in zip(g.params, g.static_grad_params):
+            # `.grad` taken over from the previous replay: the replay below would overwrite it
+            if p.grad is not None and sg is not None and p.grad.data_ptr() == sg.data_ptr():
+                p.grad = p.grad.clone()
+        g.static_grad_out.copy_(grad_out)
+        g.bwd.replay()
+        grad_z = g.static_grad_z.detach() if g.static_grad_z is not None else None
+        grad_x = None
+        if ctx.x_width is not None and grad_z is not None:
+            # the input rows' gradient, constant along W: a stride-0 view that autograd
+            # adds into x's other gradient without a dense tensor
+            grad_x, grad_z = grad_z.expand(-1, -1, -1, ctx.x_width), None
+        grads = [None if sg is None else sg.detach() for sg in g.static_grad_params]
+        # one gradient per input of forward: graph, pos, x, z, then the parameters
+        return (None, None, grad_x, grad_z, *grads)
+
+
+def can_capture(module: nn.Module, z: torch.Tensor) -> bool:
+    """Training on a CUDA device, eager (a compiler or tracer captures on its own), with grad."""
+    return (z.is_cuda and module.training and torch.is_grad_enabled()
+            and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
+            and not torch.cuda.is_current_stream_capturing())
