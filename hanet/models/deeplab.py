@@ -16,6 +16,7 @@ from .backbones import build_trunk, ends_in_relu, forward_before_final_relu
 from .config import ModelConfig
 from . import branch_graph
 from .hanet_module import HANet
+from .resize import resize_bilinear
 from .pos_encoding import check_pos_h, whole_frame_positions
 
 
@@ -45,7 +46,8 @@ def logits_of(out) -> torch.Tensor:
 
 
 def _upsample(x: torch.Tensor, size) -> torch.Tensor:
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+    # align_corners=True, as the original (on the CPU as two small matrix products)
+    return resize_bilinear(x, size)
 
 
 class AtrousConv2d(nn.Conv2d):

