@@ -212,3 +212,13 @@ def test_a_replayed_site_launches_four_times_per_direction(rerun_graphs, monkeyp
         assert bwd["hanet.attention_rescale_backward"] == 1 and bwd["aten.copy_"] == 1
         if pooling == "mean":  # the pool's backward runs inside the graph
             assert "hanet.width_pool_backward" not in bwd and bwd["aten.add_"] == 1
+
+
+def test_sync_batchnorm_in_the_branch_runs_eagerly_with_one_warning(rerun_graphs):
+    _, graphed = _pair()
+    graphed = torch.nn.SyncBatchNorm.convert_sync_batchnorm(graphed)
+    graphed.cuda_graph = True
+    x_low, x_high = torch.randn(2, 64, 16, 8, dtype=torch.float64), torch.randn(2, 48, 16, 8, dtype=torch.float64)
+    with pytest.warns(UserWarning, match="SyncBatchNorm"):
+        graphed.attention_logits(x_low.requires_grad_())
+    assert graphed._graphs == {}

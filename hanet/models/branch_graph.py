@@ -27,6 +27,7 @@ What keeps replay exact:
 """
 from __future__ import annotations
 
+import contextlib
 import weakref
 
 import torch
@@ -112,21 +113,27 @@ class BranchGraph:
         cache = torch.is_autocast_cache_enabled()
         torch.set_autocast_cache_enabled(False)  # a cached cast would outlive the capture
         try:
-            self._warm_up(forward_body, inputs)
-            self.fwd, self.static_out = self._record(forward_body, None)
-            self.static_grad_out = torch.empty_like(self.static_out)
-            self.bwd, grads = self._record(backward_body, self.fwd)
+            self._capture(forward_body, backward_body, inputs, z.device)
         finally:
             torch.set_autocast_cache_enabled(cache)
         with torch.no_grad():
             for b, s in zip(buffers, saved):
                 b.copy_(s)
+        grads = self._captured_grads
         self.static_grad_z = grads[0] if z.requires_grad else None
         self.static_grad_params = tuple(grads[1:] if z.requires_grad else grads)
         # where the graph reads its parameters and writes the BatchNorm statistics: a
         # module moved or converted after the capture (`.to()`, `.half()`) has new storage
         self._storage = tuple(t.data_ptr() for t in (*params, *buffers))
         self._last_output = None  # weakref to the tensor of the latest forward replay
+
+    def _capture(self, forward_body, backward_body, inputs, device) -> None:
+        # on the tensors' GPU, whichever is current
+        with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+            self._warm_up(forward_body, inputs)
+            self.fwd, self.static_out = self._record(forward_body, None)
+            self.static_grad_out = torch.empty_like(self.static_out)
+            self.bwd, self._captured_grads = self._record(backward_body, self.fwd)
 
     def _warm_up(self, forward_body, inputs) -> None:
         """Runs the branch before its capture (lazy initialisation: cuBLAS handles,

@@ -7,6 +7,8 @@ rescale run on the fused ops of :mod:`hanet.ops`.
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -191,13 +193,26 @@ class HANet(nn.Module):
             mods.append(self._position_table())
         return mods
 
+    def _has_sync_batchnorm(self) -> bool:
+        """SyncBatchNorm (multi-GPU training) all-reduces its statistics on the host's
+        schedule: the branch then runs eagerly (said once)."""
+        if any(isinstance(m, nn.SyncBatchNorm) for b in self._branch_modules() for m in b.modules()):
+            if not getattr(self, "_warned_sync_bn", False):
+                warnings.warn("HANet cuda_graph: the branch holds SyncBatchNorm layers (multi-GPU training with "
+                              "train.syncbn); it runs eagerly", stacklevel=3)
+                self._warned_sync_bn = True
+            return True
+        return False
+
     def _captured_branch(self, z: torch.Tensor, pos_h: torch.Tensor | None,
                          x_low: torch.Tensor | None = None) -> torch.Tensor:
         """The branch replayed from its CUDA graph; ``x_low``: given when ``z`` was pooled
         without autograd (mean pooling), the graph then returning x_low's gradient."""
         params = [p for m in self._branch_modules() for p in m.parameters()]
         z_grad = x_low is not None or z.requires_grad
-        if not (z_grad or any(p.requires_grad for p in params)):
+        if not (z_grad or any(p.requires_grad for p in params)) or self._has_sync_batchnorm():
+            if x_low is not None:
+                z = hops.width_pool(x_low, self.rows, self.pooling, backend=self.backend)
             return self._branch(z, pos_h)
         key = (tuple(z.shape), z.dtype, z_grad, None if x_low is None else tuple(x_low.shape[2:]),
                None if pos_h is None else tuple(pos_h.shape), branch_graph.autocast_state(), z.device.index)
