@@ -327,6 +327,24 @@ def test_build_dataset_cityscapes(flat):
     assert isinstance(ds, CityscapesDataset) and ds[0]["image"].dtype == torch.float32
 
 
+def test_cache_decoded_reads_each_file_once_and_returns_fresh_copies(flat, tmp_path):
+    root = _copy(flat, tmp_path / "cs")
+    truth = build_dataset("cityscapes", root, "train").load(0)
+    cached = build_dataset("cityscapes", root, "train")
+    cached.cache_decoded = True
+    first = cached.load(0)
+    # the transforms may write into what they get: the kept sample must not change
+    first["label"].fill_(7)
+    first["image"].paste((1, 2, 3), (0, 0, 64, 64))
+    # once read, the images are no longer needed; a sample never read still needs its file
+    (root / "leftImg8bit").rename(tmp_path / "moved")
+    again = cached.load(0)
+    with pytest.raises(BadFileError):
+        cached.load(1)
+    assert np.array_equal(np.asarray(again["image"]), np.asarray(truth["image"]))
+    assert torch.equal(again["label"], truth["label"]) and torch.equal(again["pos_h"], truth["pos_h"])
+
+
 # -- inference images --------------------------------------------------------------------------
 
 

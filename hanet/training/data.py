@@ -27,6 +27,7 @@ def build_train_set(cfg: Config):
     transform = train_transforms(d.crop_size, d.scale_min, d.scale_max, d.color_aug, d.gblur, crop_nopad=d.crop_nopad,
                                  pre_size=d.pre_size, rrotate=d.rrotate, bblur=d.bblur)
     base = _dataset(cfg, d.train_split, transform)
+    base.cache_decoded = d.cache_decoded
     classes = base.classes
     if d.class_uniform_pct > 0:
         coarse = None
