@@ -181,8 +181,8 @@ def test_model_steps_with_replayed_sites_equal_eager_steps(rerun_graphs):
     assert [len(s._graphs) for s in graphed.hanet_sites()] == [1] * 5
 
 
-def test_a_replayed_site_launches_four_times_per_direction(rerun_graphs, monkeypatch):
-    """The launch structure of a captured site, counted at the ATen level: each replay
+def test_a_replayed_site_runs_four_ops_per_direction(rerun_graphs, monkeypatch):
+    """The op structure of a captured site, counted at the ATen level: each replay
     counts as one launch (the ops it re-runs here are not counted, as a graph's are
     not launched one by one)."""
     from torch.utils._python_dispatch import _disable_current_modes

@@ -3,7 +3,7 @@
 The branch — pooled rows (B, C_l, R) -> position term, dropout, three 1-D convs with
 batch statistics -> attention logits (B, C_h, R) — is about thirty kernels forward and
 a dozen backward, each a few microseconds of work behind a launch.  Captured once per
-shape, a site launches four times per direction:
+shape, a site runs four ops per direction:
 
     forward:  width pool, copy of the pooled rows into the graph's input, the graph, the rescale
     backward: the rescale's gradient, copy of the logits' gradient into the graph, the graph
@@ -11,7 +11,9 @@ shape, a site launches four times per direction:
               that (B, C, H, 1) gradient into x_low's
 
 With mean pooling the pool's own backward (a division and a kernel) moves into the graph
-as one (R, H) matrix product; max pooling keeps its backward (one launch more).
+as one (R, H) matrix product; max pooling keeps its backward (one op more).  On CUDA the
+rescale's backward is two kernels (streaming pass, then the gather of the per-row sums
+into the logits' gradient): 5 launches backward.
 The row positions are a graph input too; the model copies them once per step into a
 tensor all its sites read (:class:`StaticPositions`), so they cost no copy per site.
 

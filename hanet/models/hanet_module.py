@@ -45,8 +45,8 @@ class HANet(nn.Module):
         pos_noise: std of the integer noise added to positions while training.
         backend: op backend of :mod:`hanet.ops` (None: the fastest available).
         cuda_graph: while training on a CUDA device, replay the small branch (pooled rows
-            to logits) from a CUDA graph captured once per shape: 4 launches per site per
-            direction instead of about 45 (:mod:`hanet.models.branch_graph`).
+            to logits) from a CUDA graph captured once per shape: 4 ops per direction
+            instead of about 45 (:mod:`hanet.models.branch_graph`).
     """
 
     def __init__(
