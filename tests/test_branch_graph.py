@@ -13,8 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hanet.models import HANet, ModelConfig, build_model
+from hanet.models import HANet, ModelConfig
 from hanet.models.branch_graph import StaticPositions, mean_rows_matrix
+from test_branch_graph_replay import model_pair, model_step
 
 HAVE_GPU = torch.cuda.is_available()
 
@@ -56,6 +57,14 @@ def _site(pooling="mean", dropout=0.0, pos_injection=2, layers=3):
                  pos_encoding="sinusoid", pos_rfactor=8, pooling=pooling, dropout=dropout).cuda().train()
 
 
+def _gpu_pair(**kw):
+    """(eager site, graphed site with the same weights, the positions tensor it reads)."""
+    eager = _site(**kw)
+    graphed = copy.deepcopy(eager)
+    graphed.cuda_graph = True
+    return eager, graphed, StaticPositions()
+
+
 def _step(site, x_low, x_high, pos, g):
     """One step as in a model: x_low also feeds another layer (its gradient has two parts)."""
     x_low = x_low.detach().requires_grad_()
@@ -74,12 +83,9 @@ def _close(a, b, what):
 @pytest.mark.parametrize("pos_injection,layers", [(2, 3), (1, 2), (0, 3)])
 @pytest.mark.parametrize("zero_grad", ["none", "in_place"])
 def test_captured_training_steps_equal_eager_steps(pooling, pos_injection, layers, zero_grad):
-    eager = _site(pooling, pos_injection=pos_injection, layers=layers)
-    graphed = copy.deepcopy(eager)
-    graphed.cuda_graph = True
+    eager, graphed, positions = _gpu_pair(pooling=pooling, pos_injection=pos_injection, layers=layers)
     opt_e = torch.optim.SGD(eager.parameters(), lr=0.1, momentum=0.9)
     opt_g = torch.optim.SGD(graphed.parameters(), lr=0.1, momentum=0.9)
-    positions = StaticPositions()
     for step in range(4):
         gen = torch.Generator(device="cuda").manual_seed(step)
         x_low = torch.randn(2, 64, 20, 12, device="cuda", generator=gen)
@@ -112,10 +118,7 @@ def test_captured_training_steps_equal_eager_steps(pooling, pos_injection, layer
 
 @on_gpu
 def test_two_forwards_before_one_backward_stay_exact():
-    eager = _site()
-    graphed = copy.deepcopy(eager)
-    graphed.cuda_graph = True
-    positions = StaticPositions()
+    eager, graphed, positions = _gpu_pair()
     x1, x2 = torch.randn(2, 2, 64, 16, 8, device="cuda")
     h1, h2 = torch.randn(2, 2, 48, 16, 8, device="cuda")
     pos = (torch.arange(16, device="cuda") * 8).repeat(2, 1)
@@ -136,24 +139,13 @@ def test_two_forwards_before_one_backward_stay_exact():
 
 @on_gpu
 def test_model_training_with_captured_sites_equals_eager_and_never_syncs():
-    torch.manual_seed(0)
-    eager = build_model("deeplabv3plus_shufflenetv2_os16", hanet=[1, 1, 1, 1, 1], hanet_set=[3, 16, 3],
-                        aux_loss=True).cuda().train()
-    graphed = copy.deepcopy(eager)
-    for site in graphed.hanet_sites():
-        site.cuda_graph = True
+    eager, graphed = model_pair("cuda")
     images = torch.randn(2, 3, 128, 256, device="cuda")
     target = torch.randint(0, 19, (2, 128, 256), device="cuda")
     pos = torch.arange(128, device="cuda").repeat(2, 1)
 
     def step(model, seed):
-        model.zero_grad(set_to_none=True)
-        torch.manual_seed(seed)  # the same dropout mask in the auxiliary head
-        out = model(images, pos_h=pos)
-        loss = F.cross_entropy(out.logits, target) + 0.4 * F.cross_entropy(
-            F.interpolate(out.aux_logits, size=target.shape[1:], mode="bilinear"), target)
-        loss.backward()
-        return loss.detach()
+        return model_step(model, images, target, pos, seed)
 
     for i in range(3):
         if i == 2:
@@ -172,10 +164,7 @@ def test_model_training_with_captured_sites_equals_eager_and_never_syncs():
 
 @on_gpu
 def test_bf16_autocast_steps_equal_eager():
-    eager = _site()
-    graphed = copy.deepcopy(eager)
-    graphed.cuda_graph = True
-    positions = StaticPositions()
+    eager, graphed, positions = _gpu_pair()
     pos = (torch.arange(16, device="cuda") * 8).repeat(2, 1)
     for step in range(3):
         x_low = torch.randn(2, 64, 16, 8, device="cuda")

@@ -154,26 +154,35 @@ def test_a_copied_site_starts_without_graphs(rerun_graphs):
     assert len(graphed._graphs) == 1 and copy.deepcopy(graphed)._graphs == {}
 
 
-def test_model_steps_with_replayed_sites_equal_eager_steps(rerun_graphs):
+def model_pair(device, dtype=torch.float32):
+    """(eager, graphed): the demo's trunk with all five sites, the same weights."""
     torch.manual_seed(0)
     eager = build_model("deeplabv3plus_shufflenetv2_os16", hanet=[1, 1, 1, 1, 1], hanet_set=[3, 16, 3],
-                        aux_loss=True).train().double()
+                        aux_loss=True).train().to(device, dtype)
     graphed = copy.deepcopy(eager)
     for site in graphed.hanet_sites():
         site.cuda_graph = True
+    return eager, graphed
+
+
+def model_step(model, images, target, pos, seed) -> torch.Tensor:
+    """A training step's forward and backward; the loss."""
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(seed)  # the same dropout mask in the auxiliary head
+    out = model(images, pos_h=pos)
+    aux = F.interpolate(out.aux_logits, size=target.shape[1:], mode="bilinear")
+    loss = F.cross_entropy(out.logits, target) + 0.4 * F.cross_entropy(aux, target)
+    loss.backward()
+    return loss.detach()
+
+
+def test_model_steps_with_replayed_sites_equal_eager_steps(rerun_graphs):
+    eager, graphed = model_pair("cpu", torch.float64)
     images = torch.randn(2, 3, 64, 128, dtype=torch.float64)
     target = torch.randint(0, 19, (2, 64, 128))
     pos = (torch.arange(64) * 2).repeat(2, 1)
     for step in range(3):
-        losses = []
-        for model in (eager, graphed):
-            model.zero_grad(set_to_none=True)
-            torch.manual_seed(step)  # the same dropout mask in the auxiliary head
-            out = model(images, pos_h=pos)
-            aux = F.interpolate(out.aux_logits, size=target.shape[1:], mode="bilinear")
-            loss = F.cross_entropy(out.logits, target) + 0.4 * F.cross_entropy(aux, target)
-            loss.backward()
-            losses.append(loss.detach())
+        losses = [model_step(m, images, target, pos, step) for m in (eager, graphed)]
         _close(losses[1], losses[0], f"step {step} loss")
         for (name, pe), pg in zip(eager.named_parameters(), graphed.parameters()):
             if pe.grad is not None:
