@@ -59,3 +59,11 @@ def test_channels_last_and_traced_graphs():
     # a traced graph holds the Resize op (F.interpolate), not two matrix products of fixed sizes
     traced = torch.jit.trace(lambda t: resize_bilinear(t, (20, 20)), x)
     assert "upsample_bilinear2d" in str(traced.graph) and "matmul" not in str(traced.graph)
+
+
+def test_a_size_first_seen_in_inference_mode_still_trains():
+    x = torch.randn(1, 2, 5, 7)
+    with torch.inference_mode():
+        resize_bilinear(x, (17, 29))  # caches the matrices of these sizes
+    y = resize_bilinear(x.clone().requires_grad_(), (17, 29))
+    y.sum().backward()  # an inference tensor saved for backward would raise here

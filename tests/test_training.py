@@ -215,7 +215,7 @@ def test_model_section_is_model_config_with_arch_and_start_weights():
 
     names = [f.name for f in dataclasses.fields(ModelSection)]
     assert names == ["arch", "num_classes", "hanet", "hanet_set", "hanet_pos", "pos_rfactor", "pooling", "dropout",
-                     "pos_noise", "aux_loss", "pretrained", "init_from", "backend"]
+                     "pos_noise", "aux_loss", "pretrained", "init_from", "backend", "cuda_graph"]
     assert set(names) - {"arch", "pretrained", "init_from"} == {f.name for f in dataclasses.fields(ModelConfig)} - {
         "trunk", "output_stride"}
     assert TRAINING_MODEL_DEFAULTS == {"aux_loss": True} and ModelConfig().aux_loss is False

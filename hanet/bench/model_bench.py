@@ -99,10 +99,11 @@ def measure_memory(variant: str, args) -> float:
     """Peak memory (MB) of one step of `variant`, in this process: call it in a fresh
     process (:func:`memory_in_subprocess`), one per variant."""
     device = torch.device(args.device)
-    model = _model(variant, args.arch, device, args.cuda_graph)
+    cuda_graph = getattr(args, "cuda_graph", False)
+    model = _model(variant, args.arch, device, cuda_graph)
     images, target = _inputs(args, device)
     if device.type == "cuda":
-        if args.cuda_graph:  # the capture's own warm-up steps are not part of the step's peak
+        if cuda_graph:  # the capture's own warm-up steps are not part of the step's peak
             _step(model, images, target)
             _sync(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -117,7 +118,7 @@ def memory_in_subprocess(variant: str, args) -> float:
     """Peak memory (MB) of one step of `variant` measured in a fresh Python process."""
     cmd = [sys.executable, "-m", "hanet.bench.model_bench", "--memory-only", variant, "--arch", args.arch,
            "--device", args.device, "--batch", str(args.batch), "--height", str(args.height),
-           "--width", str(args.width)] + (["--cuda-graph"] if args.cuda_graph else [])
+           "--width", str(args.width)] + (["--cuda-graph"] if getattr(args, "cuda_graph", False) else [])
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"memory measurement of {variant} failed:\n{proc.stderr[-2000:]}")

@@ -23,6 +23,11 @@ def interpolation_matrix(n_in: int, n_out: int, dtype: torch.dtype = torch.float
     """(n_out, n_in): row o holds the weights of the two input samples output o reads,
     computed as PyTorch's CPU kernel computes them for align_corners=True (source
     position o * (n_in - 1) / (n_out - 1) in float32, float64 for float64 maps)."""
+    with torch.inference_mode(False):  # cached: a tensor made under inference_mode could not serve training
+        return _matrix(n_in, n_out, dtype)
+
+
+def _matrix(n_in: int, n_out: int, dtype: torch.dtype) -> torch.Tensor:
     math_dtype = torch.float64 if dtype == torch.float64 else torch.float32
     scale = torch.tensor((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0, dtype=math_dtype)
     src = scale * torch.arange(n_out, dtype=math_dtype)
