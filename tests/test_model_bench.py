@@ -52,7 +52,7 @@ def test_cli_json_on_a_tiny_cpu_configuration(tmp_path, monkeypatch):
     assert set(data) == {"meta", "results"}
     assert data["meta"] | {"threads": None, "torch": None} == {
         "arch": "deeplabv3plus_shufflenetv2_os16", "device": "cpu", "batch": 1, "height": 32, "width": 64,
-        "threads": None, "torch": None}
+        "cuda_graph": False, "threads": None, "torch": None}
     res = data["results"]
     assert list(res) == ["baseline", "hanet_reference", "hanet_fused"]
     assert [res[v]["peak_mb"] for v in res] == [100.0, 110.0, 105.0]
