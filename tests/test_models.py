@@ -83,16 +83,19 @@ def test_aspp_rates_follow_output_stride():
         assert tuple(f[0].dilation[0] for f in list(aspp.features)[1:]) == rates
 
 
-@pytest.mark.parametrize("size, dilation", [((8, 8), 12), ((8, 16), 12), ((16, 8), 18), ((8, 8), 8),
-                                            ((9, 9), 8), ((5, 40), 6)])
-def test_atrous_conv_skipping_padding_taps_equals_the_full_conv(size, dilation):
+@pytest.mark.parametrize("size, dilation, bias", [((8, 8), 12, False), ((8, 16), 12, False), ((16, 8), 18, False),
+                                                  ((8, 8), 8, False), ((9, 9), 8, False), ((5, 40), 6, False),
+                                                  ((8, 8), 6, False), ((12, 24), 6, True), ((32, 32), 2, True)])
+def test_atrous_conv_skipping_padding_taps_equals_the_full_conv(size, dilation, bias):
     """The ASPP's atrous convs drop the taps that read only padding (the map is no
-    larger than the dilation along that axis): outputs and every gradient equal
-    those of torch's full 3x3 conv (fp64), the skipped taps' gradient is exactly 0."""
+    larger than the dilation along that axis) and compute the weight gradient tap by
+    tap where most taps read padding ((9, 9) at 8, (5, 40) and (8, 8) at 6, ...; not
+    (32, 32) at 2): outputs and every gradient equal those of torch's full 3x3 conv
+    (fp64), the skipped taps' gradient is exactly 0."""
     torch.manual_seed(0)
-    ours = AtrousConv2d(6, 4, 3, padding=dilation, dilation=dilation, bias=False).double()
-    full = torch.nn.Conv2d(6, 4, 3, padding=dilation, dilation=dilation, bias=False).double()
-    full.weight.data.copy_(ours.weight.data)
+    ours = AtrousConv2d(6, 4, 3, padding=dilation, dilation=dilation, bias=bias).double()
+    full = torch.nn.Conv2d(6, 4, 3, padding=dilation, dilation=dilation, bias=bias).double()
+    full.load_state_dict(ours.state_dict())
     x = torch.randn(2, 6, *size, dtype=torch.float64)
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
     grad = torch.randn(2, 4, *size, dtype=torch.float64)
@@ -102,9 +105,37 @@ def test_atrous_conv_skipping_padding_taps_equals_the_full_conv(size, dilation):
     torch.testing.assert_close(ya, yb, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(ours.weight.grad, full.weight.grad, rtol=1e-12, atol=1e-12)
+    if bias:
+        torch.testing.assert_close(ours.bias.grad, full.bias.grad, rtol=1e-12, atol=1e-12)
     if size[0] <= dilation:
         assert (ours.weight.grad[:, :, [0, 2]] == 0).all()
     assert (ours.weight.grad[:, :, 1, 1] != 0).all()
+
+
+def test_atrous_conv_tap_gradient_under_bf16_autocast():
+    """Under CPU bf16 autocast the tap-by-tap path (16x8x8 map, rate 6) computes what
+    autocast's conv does: bf16 output, float32 gradients for the float32 weight and
+    input, within bf16 rounding of the full conv's float64 gradients."""
+    from hanet.models.atrous import reading_fraction
+
+    assert reading_fraction(8, 8, 6) == 0.25
+    torch.manual_seed(0)
+    ours = AtrousConv2d(32, 16, 3, padding=6, dilation=6, bias=False)
+    x = torch.randn(4, 32, 8, 8, requires_grad=True)
+    grad = torch.randn(4, 16, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = ours(x)
+    assert y.dtype == torch.bfloat16
+    y.backward(grad.bfloat16())
+    assert x.grad.dtype == ours.weight.grad.dtype == torch.float32
+    xd = x.detach().bfloat16().double().requires_grad_()
+    wd = ours.weight.detach().bfloat16().double().requires_grad_()
+    F = torch.nn.functional
+    F.conv2d(xd, wd, padding=6, dilation=6).backward(grad.bfloat16().double())
+    scale = wd.grad.abs().max().item()
+    torch.testing.assert_close(ours.weight.grad.double(), wd.grad, rtol=0, atol=2e-2 * scale)
+    torch.testing.assert_close(x.grad.double(), xd.grad, rtol=0, atol=2e-2 * xd.grad.abs().max().item())
+    assert (ours.weight.grad != 0).all()
 
 
 def test_forward_before_final_relu_is_the_stage_without_its_last_relu():
@@ -331,3 +362,27 @@ def test_torch_export_keeps_fused_ops():
         got = ep.module()(images)
         assert type(got) is SegmentationOutput and got.aux_logits is None and got.attention is None
         torch.testing.assert_close(got.logits, model(images).logits)
+
+
+def test_strided_and_dilated_depthwise_convs_run_in_float32_under_cpu_autocast():
+    """ShuffleNetV2 at OS16: the stride-2 depthwise convs and the dilated ones of
+    layer3 are FloatDepthwiseConv2d (same parameters and keys), the stride-1 ones
+    plain; under CPU bf16 autocast they compute the float32 conv of the map exactly."""
+    from hanet.models.backbones import FloatDepthwiseConv2d
+
+    stages, _ = build_trunk("shufflenetv2", 16)
+    dw = [m for m in stages.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+    special = [m for m in dw if type(m) is FloatDepthwiseConv2d]
+    assert {(m.stride, m.dilation) for m in special} == {((2, 2), (1, 1)), ((1, 1), (2, 2))}
+    assert len(special) == 6 and all(type(m) is torch.nn.Conv2d for m in dw if m.stride == m.dilation == (1, 1))
+    conv = special[0]
+    torch.manual_seed(0)
+    x = torch.randn(2, conv.in_channels, 16, 16).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+        plain = torch.nn.functional.conv2d(x, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+    assert y.dtype == torch.float32 and plain.dtype == torch.bfloat16
+    truth = torch.nn.functional.conv2d(x.float(), conv.weight, None, conv.stride, conv.padding, conv.dilation,
+                                       conv.groups)
+    torch.testing.assert_close(y, truth, rtol=0, atol=0)
+    torch.testing.assert_close(conv(x.float()), truth, rtol=0, atol=0)  # no autocast: plain float32

@@ -67,3 +67,17 @@ def test_a_size_first_seen_in_inference_mode_still_trains():
         resize_bilinear(x, (17, 29))  # caches the matrices of these sizes
     y = resize_bilinear(x.clone().requires_grad_(), (17, 29))
     y.sum().backward()  # an inference tensor saved for backward would raise here
+
+
+def test_float32_out_keeps_the_unrounded_result_on_the_cpu():
+    """float32_out=True: a bfloat16 map's resize comes back in float32, equal to
+    F.interpolate of the float32 map (what the loss would have cast the rounded
+    result to); the default still rounds to bfloat16."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 8).bfloat16()
+    truth = F.interpolate(x.float(), size=(32, 32), mode="bilinear", align_corners=True)
+    got = resize_bilinear(x, (32, 32), float32_out=True)
+    assert got.dtype == torch.float32
+    assert (got - truth).abs().max().item() <= 2e-6
+    rounded = resize_bilinear(x, (32, 32))
+    assert rounded.dtype == torch.bfloat16 and (rounded.float() - truth).abs().max().item() > 1e-4

@@ -17,6 +17,7 @@ The count does not depend on the spatial size, so `--height` may be small.
 from __future__ import annotations
 
 import argparse
+import weakref
 from collections import Counter
 
 import torch
@@ -60,6 +61,11 @@ def make_site(x_low_channels: int, x_high_channels: int, device, backend: str | 
                  dropout=0.1, pos_noise=0.5, backend=backend, cuda_graph=cuda_graph).to(device).train()
 
 
+# per site, the one positions tensor a model would hand it (DeepLabV3Plus keeps it as
+# its own state); weak keys, so a bench's sites do not outlive it
+_STATIC_POSITIONS = weakref.WeakKeyDictionary()
+
+
 def _inputs(site, H, device, batch=2):
     x_low = torch.randn(batch, site.in_channels, H, H, device=device, requires_grad=True)
     x_high = torch.randn(batch, site.out_channels, H, H, device=device, requires_grad=True)
@@ -67,9 +73,7 @@ def _inputs(site, H, device, batch=2):
     if site.cuda_graph:  # as DeepLabV3Plus passes them: one tensor, rewritten at every step
         from hanet.models.branch_graph import StaticPositions
 
-        if getattr(site, "_bench_positions", None) is None:
-            site._bench_positions = StaticPositions()
-        pos = site._bench_positions.update(pos)
+        pos = _STATIC_POSITIONS.setdefault(site, StaticPositions()).update(pos)
     # as in a model: x_low's gradient from its other use is already there
     x_low.grad = torch.zeros_like(x_low)
     return x_low, x_high, pos

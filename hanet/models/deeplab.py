@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .atrous import AtrousConv2d
 from .backbones import build_trunk, ends_in_relu, forward_before_final_relu
 from .config import ModelConfig
 from . import branch_graph
@@ -48,28 +49,6 @@ def logits_of(out) -> torch.Tensor:
 def _upsample(x: torch.Tensor, size) -> torch.Tensor:
     # align_corners=True, as the original (on the CPU as two small matrix products)
     return resize_bilinear(x, size)
-
-
-class AtrousConv2d(nn.Conv2d):
-    """A 3x3 atrous convolution (padding = dilation) that skips the taps which read
-    only zero padding: along an axis no longer than the dilation the outer taps never
-    reach the map, so the conv is computed with the centre row / column of the
-    kernel alone.  Same parameters and, up to summation order, the same result and
-    gradients (those of the skipped taps are zero either way); at OS16 on small crops
-    (ASPP rates 12 and 18 on an 8x8 map) it saves most of the ASPP's cost.  Eager only:
-    an exported or compiled graph must hold for every input size."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # traced graphs (torch.export, ONNX, compile) take any size: the full conv (and
-        # no test of the symbolic size, which would specialise the graph)
-        if torch.compiler.is_compiling() or torch.jit.is_tracing():
-            return super().forward(x)
-        d = self.dilation[0]
-        rows, cols = x.shape[-2] <= d, x.shape[-1] <= d
-        if not (rows or cols):
-            return super().forward(x)
-        w = self.weight[:, :, slice(1, 2) if rows else slice(None), slice(1, 2) if cols else slice(None)]
-        return F.conv2d(x, w, self.bias, 1, (0 if rows else d, 0 if cols else d), d, self.groups)
 
 
 def _conv_bn_relu(cin: int, cout: int, k: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -236,6 +215,6 @@ class DeepLabV3Plus(nn.Module):
         dec1 = self._stage_then_site(3, self.final1, dec0, dec0, pos_h, attentions)
         dec2 = self.final2(dec1)
         dec2 = self._site(4, dec1, dec2, pos_h, attentions)
-        logits = _upsample(dec2, (H, W))
+        logits = resize_bilinear(dec2, (H, W), float32_out=True)
         aux_logits = self.dsn(aux_in) if self.training and self.dsn is not None else None
         return SegmentationOutput(logits, aux_logits, attentions)

@@ -41,8 +41,13 @@ def _matrix(n_in: int, n_out: int, dtype: torch.dtype) -> torch.Tensor:
     return m.to(dtype)
 
 
-def resize_bilinear(x: torch.Tensor, size) -> torch.Tensor:
-    """``F.interpolate(x, size, mode="bilinear", align_corners=True)`` for (B, C, H, W)."""
+def resize_bilinear(x: torch.Tensor, size, float32_out: bool = False) -> torch.Tensor:
+    """``F.interpolate(x, size, mode="bilinear", align_corners=True)`` for (B, C, H, W).
+
+    ``float32_out``: where the matrix products run (CPU), return their float32 result
+    for a bfloat16 map instead of rounding it: the model's full-size logits, which the
+    loss would cast back to float32 (two full-size copies forward, two backward, and
+    the logits rounded to 8 bits on the way).  Elsewhere the result has x's dtype."""
     if (x.device.type != "cpu" or x.dtype not in _MATMUL_DTYPES or x.dim() != 4
             or torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
         return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
@@ -53,4 +58,5 @@ def resize_bilinear(x: torch.Tensor, size) -> torch.Tensor:
     with torch.autocast("cpu", enabled=False):
         rows = interpolation_matrix(x.shape[2], out_h, math_dtype)
         cols = interpolation_matrix(x.shape[3], out_w, math_dtype)
-        return torch.matmul(torch.matmul(rows, x.to(math_dtype)), cols.T).to(x.dtype)
+        out = torch.matmul(torch.matmul(rows, x.to(math_dtype)), cols.T)
+        return out if float32_out else out.to(x.dtype)
