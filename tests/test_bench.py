@@ -63,3 +63,12 @@ def test_paired_overhead_literal_values():
 
     with pytest.raises(ValueError, match="equally long"):
         paired_overhead([1.0, 2.0], [1.0])
+
+
+def test_resize_bench_times_both_paths_at_every_shape(capsys):
+    from hanet.bench import resize_bench
+
+    results = resize_bench.main(["--rounds", "1", "--dtypes", "float32"])
+    assert [(r["shape"], r["size"]) for r in results] == resize_bench.SHAPES
+    assert all(r["interpolate"] > 0 and r["matmul"] > 0 for r in results)
+    assert "16x19x16x16" in capsys.readouterr().out  # the demo's logits

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hanet.models import resize
 from hanet.models.resize import interpolation_matrix, resize_bilinear
 
 # (max abs error allowed relative to the values' scale): float64 and float32 to rounding; bfloat16 to one
@@ -28,6 +29,14 @@ def test_matrix_weights_are_the_two_nearest_samples_with_align_corners():
     assert torch.allclose(interpolation_matrix(31, 128, torch.float64).sum(1), torch.ones(128, dtype=torch.float64))
 
 
+@pytest.fixture
+def matmul_always(monkeypatch):
+    """Every case through the matrix products, whatever its size (large maps otherwise
+    take F.interpolate, which these tests compare against)."""
+    monkeypatch.setattr(resize, "MATMUL_MAX_TAPS", float("inf"))
+
+
+@pytest.mark.usefixtures("matmul_always")
 @pytest.mark.parametrize("dtype", list(TOL), ids=str)
 @pytest.mark.parametrize("shape,size", CASES, ids=[f"{'x'.join(map(str, s))}-{o[0]}x{o[1]}" for s, o in CASES])
 def test_resize_equals_interpolate(shape, size, dtype):
@@ -81,3 +90,21 @@ def test_float32_out_keeps_the_unrounded_result_on_the_cpu():
     assert (got - truth).abs().max().item() <= 2e-6
     rounded = resize_bilinear(x, (32, 32))
     assert rounded.dtype == torch.bfloat16 and (rounded.float() - truth).abs().max().item() > 1e-4
+
+
+def _aten_ops(fn) -> set:
+    from hanet.bench.launches import OpCounter
+
+    with OpCounter() as counter:
+        fn()
+    return set(counter.ops)
+
+
+def test_large_maps_take_the_cpu_kernel_small_ones_the_matrix_products():
+    """The matrix products only where they win (resize.MATMUL_MAX_TAPS): the demo's
+    logits 16x16 -> 128x128 (16 + 2 multiply-adds per output) by matmul, R101-OS8's
+    192x192 -> 768x768 (192 + 48) by PyTorch's bilinear kernel."""
+    small, large = torch.randn(2, 3, 16, 16), torch.randn(1, 2, 192, 192)
+    assert "aten.upsample_bilinear2d" not in _aten_ops(lambda: resize_bilinear(small, (128, 128)))
+    assert "aten.upsample_bilinear2d" in _aten_ops(lambda: resize_bilinear(large, (768, 768)))
+    assert "aten.upsample_bilinear2d" in _aten_ops(lambda: resize_bilinear(small, (20, 3)))  # 16 + 85.3

@@ -17,7 +17,7 @@ pool_acc: read x, read and write x.grad) over the op's fwd+bwd time, as a fracti
 the copy bandwidth measured in the same run (a large device-to-device copy on a GPU,
 memcpy on CPU: bytes read + written over its time), so at most 100 %.  "host us" is
 the host time per forward call (calls issued back to back, no synchronisation inside
-the loop: on CPU that is the whole call); "kern ms" the forward's device time from a
+the loop: on CPU that is the whole call, the median of 30); "kern ms" the forward's device time from a
 CUDA graph replay (triton.testing.do_bench_cudagraph; GPU only).
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -69,16 +70,23 @@ def copy_bandwidth(device: torch.device, reps: int = 7) -> float:
 
 
 def host_us_per_call(fn, device: torch.device, calls: int = 30) -> float:
-    """Host time per call, calls issued back to back (GPU: no sync inside the loop)."""
+    """Host time per call, calls issued back to back: on a GPU the loop's mean (no sync
+    inside it); on the CPU, where the host time is the whole call, the median call (a
+    mean would carry the odd call that page-faults its fresh output)."""
     fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    if device.type != "cuda":
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times) * 1e6
+    torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(calls):
         fn()
     elapsed = time.perf_counter() - t0
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    torch.cuda.synchronize()
     return elapsed / calls * 1e6
 
 

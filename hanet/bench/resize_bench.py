@@ -1,7 +1,8 @@
 """Bilinear resizing (align_corners=True) forward + backward: ``F.interpolate`` against
 :func:`hanet.models.resize.resize_bilinear` (two interpolation-matrix products on the
-CPU), at the decoder shapes of the demo (16 crops of 128: the 19-class logits 32x32 ->
-128x128 and the decoder's 256-channel 8x8 -> 32x32) and of R101-OS8 (2 crops of 768),
+CPU), at the decoder shapes of the demo (16 crops of 128, ShuffleNetV2 OS16: the 19-class
+logits 16x16 -> 128x128 and the ASPP's 256 channels 8x8 -> 16x16) and of R101-OS8 (2 crops
+of 768),
 in interleaved rounds (medians).
 
     python -m hanet.bench resize [--dtypes float32,bfloat16] [--rounds 15]
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from hanet.bench.timing import interleaved_ms
 from hanet.models.resize import resize_bilinear
 
-SHAPES = [((16, 19, 32, 32), (128, 128)), ((16, 256, 8, 8), (32, 32)),
+SHAPES = [((16, 19, 16, 16), (128, 128)), ((16, 256, 8, 8), (16, 16)),
           ((2, 19, 192, 192), (768, 768)), ((2, 256, 96, 96), (192, 192))]
 
 

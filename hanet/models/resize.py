@@ -2,11 +2,14 @@
 
 On the CPU a bilinear resize is a product of two small interpolation matrices with the
 map, (H_out, H_in) @ x @ (W_in, W_out): each output takes the same two taps per axis and
-the same weights as ``F.interpolate``, and the matrix products run several times faster
-than PyTorch's CPU bilinear kernel forward and backward (2 threads, 16 crops: 16x19x32x32
--> 128x128 17.4 against 5.7 ms in float32, 17.6 against 8.0 ms in bfloat16 (float32 math);
-16x256x8x8 -> 32x32 16.3 against 5.7 ms in bfloat16).  GPUs, compiled and exported
-graphs keep ``F.interpolate`` (a single Resize op in ONNX).
+the same weights as ``F.interpolate``, and on small maps the matrix products run 2-3x
+faster than PyTorch's CPU bilinear kernel forward and backward (``python -m hanet.bench
+resize``, 2 threads, the demo's 16 crops: 16x19x16x16 -> 128x128 16.1 against 5.7 ms in
+float32, 18.7 against 10.3 ms in bfloat16 (float32 math); 16x256x8x8 -> 16x16 4.7 against
+1.4 ms).  Their work per output grows with the input (about W_in + H_in * W_in / W_out
+multiply-adds), so on large maps the kernel wins (R101-OS8's 2x19x192x192 -> 768x768:
+0.79x in float32, 0.50x in bfloat16): above ``MATMUL_MAX_TAPS`` the kernel is used.
+GPUs, compiled and exported graphs keep ``F.interpolate`` (a single Resize op in ONNX).
 """
 from __future__ import annotations
 
@@ -16,6 +19,10 @@ import torch
 import torch.nn.functional as F
 
 _MATMUL_DTYPES = (torch.float32, torch.bfloat16, torch.float64)
+# multiply-adds per output (W_in + H_in * W_in / W_out) up to which the matrix products
+# win (measured: 18 at 16x16 -> 128x128, 2.8x; 12 at 8x8 -> 16x16, 3.4x; 144 at 96x96 ->
+# 192x192, 1.18x in float32 but 0.66x in bfloat16; 240 at 192x192 -> 768x768, 0.79x)
+MATMUL_MAX_TAPS = 64
 
 
 @functools.lru_cache(maxsize=64)
@@ -49,7 +56,8 @@ def resize_bilinear(x: torch.Tensor, size, float32_out: bool = False) -> torch.T
     loss would cast back to float32 (two full-size copies forward, two backward, and
     the logits rounded to 8 bits on the way).  Elsewhere the result has x's dtype."""
     if (x.device.type != "cpu" or x.dtype not in _MATMUL_DTYPES or x.dim() != 4
-            or torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+            or torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+            or x.shape[3] + x.shape[2] * x.shape[3] / max(int(size[1]), 1) > MATMUL_MAX_TAPS):
         return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
     out_h, out_w = int(size[0]), int(size[1])
     # float32 math for bfloat16 maps, as the CPU kernel's (bfloat16 weights would be off
