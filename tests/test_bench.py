@@ -72,3 +72,17 @@ def test_resize_bench_times_both_paths_at_every_shape(capsys):
     assert [(r["shape"], r["size"]) for r in results] == resize_bench.SHAPES
     assert all(r["interpolate"] > 0 and r["matmul"] > 0 for r in results)
     assert "16x19x16x16" in capsys.readouterr().out  # the demo's logits
+
+
+def test_infer_bench_times_fused_and_reference_in_each_mode(tmp_path):
+    import json
+
+    from hanet.bench import infer_bench
+
+    out = tmp_path / "infer.json"
+    results = infer_bench.main(["--arch", "deeplabv3plus_shufflenetv2_os16", "--device", "cpu", "--height", "32",
+                                "--width", "64", "--crop", "32", "--reps", "1", "--json", str(out)])
+    assert [(r["mode"], r["ops"]) for r in results] == [
+        ("whole", "fused"), ("whole", "reference"), ("sliding", "fused"), ("sliding", "reference")]
+    assert all(r["images_per_s"] > 0 for r in results)
+    assert json.loads(out.read_text())["results"] == results
