@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -73,14 +72,9 @@ def host_us_per_call(fn, device: torch.device, calls: int = 30) -> float:
     """Host time per call, calls issued back to back: on a GPU the loop's mean (no sync
     inside it); on the CPU, where the host time is the whole call, the median call (a
     mean would carry the odd call that page-faults its fresh output)."""
-    fn()
     if device.type != "cuda":
-        times = []
-        for _ in range(calls):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times) * 1e6
+        return median_ms(fn, device, warmup=1, reps=calls) * 1e3
+    fn()
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(calls):

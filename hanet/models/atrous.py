@@ -39,13 +39,17 @@ def reading_fraction(h: int, w: int, dilation: int) -> float:
     return rows * cols / (9 * h * w)
 
 
-def _centre_only(weight: torch.Tensor, rows: bool, cols: bool) -> torch.Tensor:
-    return weight[:, :, slice(1, 2) if rows else slice(None), slice(1, 2) if cols else slice(None)]
+def _kernel_and_padding(weight: torch.Tensor, h: int, w: int, d: int):
+    """The kernel taps that can reach an h x w map at dilation d (the centre row / column
+    along an axis no longer than d) and the conv padding that goes with them."""
+    rows, cols = h <= d, w <= d
+    kernel = weight[:, :, slice(1, 2) if rows else slice(None), slice(1, 2) if cols else slice(None)]
+    return kernel, (0 if rows else d, 0 if cols else d)
 
 
 def _conv(x, weight, bias, d):
-    rows, cols = x.shape[-2] <= d, x.shape[-1] <= d
-    return F.conv2d(x, _centre_only(weight, rows, cols), bias, 1, (0 if rows else d, 0 if cols else d), d)
+    kernel, padding = _kernel_and_padding(weight, x.shape[-2], x.shape[-1], d)
+    return F.conv2d(x, kernel, bias, 1, padding, d)
 
 
 def tap_weight_grad(grad: torch.Tensor, x: torch.Tensor, dilation: int) -> torch.Tensor:
@@ -80,11 +84,9 @@ class _TapGradConv(torch.autograd.Function):
         grad = grad.to(x.dtype)
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            rows, cols = x.shape[-2] <= d, x.shape[-1] <= d
-            w = _centre_only(weight, rows, cols)
+            kernel, padding = _kernel_and_padding(weight, x.shape[-2], x.shape[-1], d)
             grad_x = torch.ops.aten.convolution_backward(
-                grad, x, w, None, [1, 1], [0 if rows else d, 0 if cols else d], [d, d], False, [0, 0], 1,
-                [True, False, False])[0]
+                grad, x, kernel, None, [1, 1], list(padding), [d, d], False, [0, 0], 1, [True, False, False])[0]
         if ctx.needs_input_grad[1]:
             grad_w = tap_weight_grad(grad, x, d).to(weight.dtype)
         if ctx.has_bias and ctx.needs_input_grad[2]:
