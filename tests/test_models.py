@@ -112,6 +112,17 @@ def test_atrous_conv_skipping_padding_taps_equals_the_full_conv(size, dilation, 
     assert (ours.weight.grad[:, :, 1, 1] != 0).all()
 
 
+def test_atrous_conv_takes_an_unbatched_map_as_nn_conv2d_does():
+    torch.manual_seed(0)
+    ours = AtrousConv2d(4, 3, 3, padding=6, dilation=6).double()
+    full = torch.nn.Conv2d(4, 3, 3, padding=6, dilation=6).double()
+    full.load_state_dict(ours.state_dict())
+    x = torch.randn(4, 8, 8, dtype=torch.float64)
+    ours(x).sum().backward()
+    full(x).sum().backward()
+    torch.testing.assert_close(ours.weight.grad, full.weight.grad, rtol=1e-12, atol=1e-12)
+
+
 def test_atrous_conv_tap_gradient_under_bf16_autocast():
     """Under CPU bf16 autocast the tap-by-tap path (16x8x8 map, rate 6) computes what
     autocast's conv does: bf16 output, float32 gradients for the float32 weight and

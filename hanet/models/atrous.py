@@ -107,8 +107,8 @@ class AtrousConv2d(nn.Conv2d):
             return super().forward(x)
         d = self.dilation[0]
         h, w = x.shape[-2:]
-        if (x.device.type == "cpu" and self.groups == 1 and torch.is_grad_enabled() and self.weight.requires_grad
-                and reading_fraction(h, w, d) <= TAP_FRACTION):
+        if (x.device.type == "cpu" and x.dim() == 4 and self.groups == 1 and torch.is_grad_enabled()
+                and self.weight.requires_grad and reading_fraction(h, w, d) <= TAP_FRACTION):
             return self._tap_grad_forward(x, d)
         if h > d and w > d:
             return super().forward(x)
