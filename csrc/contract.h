@@ -25,10 +25,13 @@
   X(height_interp, "height_interp(Tensor a, SymInt size) -> Tensor")                          \
   X(height_interp_backward, "height_interp_backward(Tensor grad, SymInt in_size) -> Tensor") \
   /* feat * interp(sigmoid(logits), H)[..., None]; the backward takes the output in */     \
-  /* feat's place when feat_is_output (then feat itself need not be kept) */               \
+  /* feat's place when feat_is_output (then feat itself need not be kept), and with */     \
+  /* attention_grad returns the gradient of A = interp(sigmoid(logits)), (B, C, H), */      \
+  /* in the logits' place (a captured graph differentiates A itself) */                    \
   X(attention_rescale, "attention_rescale(Tensor feat, Tensor logits) -> Tensor")             \
   X(attention_rescale_backward,                                                               \
-    "attention_rescale_backward(Tensor grad, Tensor feat, Tensor logits, bool feat_is_output=False) -> (Tensor, Tensor)")
+    "attention_rescale_backward(Tensor grad, Tensor feat, Tensor logits, bool feat_is_output=False, " \
+    "bool attention_grad=False) -> (Tensor, Tensor)")
 
 // The kernel signatures, declared in each backend's namespace.
 #define HANET_KERNEL_DECLARATIONS                                                            \
@@ -42,7 +45,7 @@
   at::Tensor attention_rescale(const at::Tensor& feat, const at::Tensor& logits);            \
   std::tuple<at::Tensor, at::Tensor> attention_rescale_backward(                             \
       const at::Tensor& grad, const at::Tensor& feat, const at::Tensor& logits,             \
-      bool feat_is_output);
+      bool feat_is_output, bool attention_grad);
 
 namespace hanet {
 namespace cpu {

@@ -23,25 +23,29 @@ from hanet.models.branch_graph import StaticPositions
 
 
 class RerunGraph:
-    def __init__(self, owner, body, result):
-        self.owner, self.body, self.result, self.live = owner, body, result, None
+    def __init__(self, owner, body, result, forward):
+        self.owner, self.body, self.result, self.forward, self.live = owner, body, result, forward, None
 
     def pool(self):
         return None
 
     def replay(self):
-        if isinstance(self.result, torch.Tensor):  # the forward: rewrite the logits buffer
+        if self.forward:  # rewrite the logits buffer (and the attention rows')
             with torch.enable_grad():
                 self.live = self.body()
+            pairs = zip(self.result, self.live) if isinstance(self.live, tuple) else [(self.result, self.live)]
             with torch.no_grad():
-                self.result.copy_(self.live)
+                for buf, t in pairs:
+                    buf.copy_(t)
             self.owner._live_out = self.live
         else:  # the backward: differentiate the latest forward, rewrite the gradient buffers
-            static_out, self.owner.static_out = self.owner.static_out, self.owner._live_out
+            kept = self.owner.static_out, self.owner.static_rows
+            live = self.owner._live_out
+            self.owner.static_out, self.owner.static_rows = live if isinstance(live, tuple) else (live, None)
             try:
                 grads = self.body()
             finally:
-                self.owner.static_out = static_out
+                self.owner.static_out, self.owner.static_rows = kept
             with torch.no_grad():
                 for buf, g in zip(self.result, grads):
                     if buf is not None:
@@ -54,10 +58,11 @@ class RerunBranchGraph(branch_graph.BranchGraph):
             forward_body()
 
     def _record(self, body, share_pool_with):
-        result = body()  # the forward's output keeps its autograd graph, as a captured one does
-        if not isinstance(result, torch.Tensor):
+        forward = share_pool_with is None
+        result = body()  # the forward's outputs keep their autograd graph, as a captured one's do
+        if not forward:
             result = [None if g is None else g.detach().clone() for g in result]
-        return RerunGraph(self, body, result), result
+        return RerunGraph(self, body, result, forward), result
 
 
 @pytest.fixture
@@ -221,6 +226,61 @@ def test_a_replayed_site_runs_four_ops_per_direction(rerun_graphs, monkeypatch):
         assert bwd["hanet.attention_rescale_backward"] == 1 and bwd["aten.copy_"] == 1
         if pooling == "mean":  # the pool's backward runs inside the graph
             assert "hanet.width_pool_backward" not in bwd and bwd["aten.add_"] == 1
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_the_rescale_hands_the_graph_the_attention_gradient(rerun_graphs, relu, monkeypatch):
+    """Replay and rescale are one node: the rescale's backward returns the gradient of
+    A = interp(sigmoid(logits), H) (attention_grad=True: on CUDA its streaming pass
+    alone) and the graph starts from it; nothing outside the graph touches the logits'
+    gradient.  Values: the eager site in float64 (the fused ReLU too)."""
+    from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+
+    replay = RerunGraph.replay
+
+    def unrecorded_replay(self):  # a graph's kernels are not launched one by one
+        with _disable_current_modes():
+            replay(self)
+
+    monkeypatch.setattr(RerunGraph, "replay", unrecorded_replay)
+
+    class Record(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.calls.append((f"{func.namespace}.{func.overloadpacket.__name__}", args))
+            return func(*args, **(kwargs or {}))
+
+    eager, graphed = _pair()
+    x_low, x_high = torch.randn(2, 64, 16, 8, dtype=torch.float64), torch.randn(2, 48, 16, 8, dtype=torch.float64)
+    g = torch.randn(x_high.shape, dtype=torch.float64)
+    pos = (torch.arange(16) * 8).repeat(2, 1)
+    positions = StaticPositions()
+
+    def run(site, p):
+        lo, hi = x_low.clone().requires_grad_(), x_high.clone().requires_grad_()
+        out = site(lo, hi, p, relu_x_high=relu)
+        ((out * g).sum() + (lo * 0.5).square().sum()).backward()
+        return out.detach(), lo.grad, hi.grad
+
+    run(graphed, positions.update(pos))  # captures
+    graphed.zero_grad(set_to_none=True)
+    truth = run(eager, pos)
+    rec = Record()
+    with rec:
+        got = run(graphed, positions.update(pos))
+    for name, a, b in zip(("output", "x_low grad", "x_high grad"), got, truth):
+        _close(a, b, name)
+    for (name, pe), pg in zip(eager.named_parameters(), graphed.parameters()):
+        if pe.grad is not None:
+            _close(pg.grad, pe.grad, f"gradient of {name}")
+    backward = [args for name, args in rec.calls if name == "hanet.attention_rescale_backward"]
+    assert len(backward) == 1 and backward[0][3:] == (True, True)  # from the output, A's gradient
+    copies = [args for name, args in rec.calls if name == "aten.copy_"]
+    assert [tuple(a[1].shape) for a in copies[-1:]] == [(2, 48, 16)]  # A's gradient into the graph
+    assert "aten.sigmoid_backward" not in {name for name, _ in rec.calls}  # inside the graph only
 
 
 def test_sync_batchnorm_in_the_branch_runs_eagerly_with_one_warning(rerun_graphs):

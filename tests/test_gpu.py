@@ -163,6 +163,8 @@ def test_opcheck(backend):
                           (torch.randn_like(feat), feat.detach(), logits.detach()))
     torch.library.opcheck(ops.attention_rescale_backward,
                           (torch.randn_like(feat), feat.detach(), logits.detach(), True))
+    torch.library.opcheck(ops.attention_rescale_backward,
+                          (torch.randn_like(feat), feat.detach(), logits.detach(), True, True))
     for mode in ("mean", "max"):
         torch.library.opcheck(ops.width_pool, (feat, 4, mode))
     torch.library.opcheck(ops.height_interp, (logits, 9))
@@ -200,6 +202,31 @@ def test_backward_from_the_output_and_the_fused_relu(backend, dtype, layout):
         torch.testing.assert_close(gx.double(), r_gx, **tol)
         torch.testing.assert_close(gl2.double(), r_gl2, rtol=tol["rtol"],
                                    atol=tol["atol"] * max(1.0, r_gl2.abs().max().item()))
+
+
+@pytest.mark.parametrize("shape", [(2, 64, 5, 300), (2, 256, 24, 24)], ids=["wide_rows", "site_like"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_attention_grad_on_the_gpu(backend, dtype, layout, shape):
+    """attention_rescale_backward(..., attention_grad=True): the gradient of the attention
+    rows A (B, C, H), written by the streaming pass itself (or, channels_last with width
+    splits, summed by a second kernel), against autograd of feat * A in float64."""
+    B, C, H, W = shape
+    feat = _gpu(make(shape, dtype, layout, seed=1))
+    logits = _gpu(make((B, C, 4), dtype, "nchw", seed=2, scale=2.0))
+    grad = _gpu(make(shape, dtype, "nchw", seed=3))
+    A = reference.height_interp(torch.sigmoid(logits.double()), H).requires_grad_()
+    f64 = feat.double().requires_grad_()
+    r_gf, r_ga = torch.autograd.grad(f64 * A.unsqueeze(-1), (f64, A), grad.double())
+    ops = _namespace(backend)
+    from_output = dtype != torch.bfloat16  # as autograd calls it
+    saved = ops.attention_rescale(feat, logits) if from_output else feat
+    gf, ga = ops.attention_rescale_backward(grad, saved, logits, from_output, True)
+    assert ga.shape == (B, C, H) and ga.dtype == dtype
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype != torch.bfloat16 else dict(rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(gf.double(), r_gf, **tol)
+    torch.testing.assert_close(ga.double(), r_ga, rtol=tol["rtol"], atol=tol["atol"] * max(1.0, r_ga.abs().max().item()))
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)

@@ -4,7 +4,8 @@
 // The sigmoid of the small logits tensor and the interpolation taps are computed
 // once; the full-size tensors are then streamed exactly once per pass.  With
 // feat_is_output the backward streams the forward's output in feat's place and
-// divides each row sum by A (math::feat_dot_from_result).
+// divides each row sum by A (math::feat_dot_from_result); with attention_grad it
+// returns those row sums, the gradient of A, in place of the logits' gradient.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
@@ -108,7 +109,7 @@ inline void logits_grad_row(const acc_t<T>* gA, int64_t H, const acc_t<T>* s, in
 template <typename T>
 void backward_kernel(const at::Tensor& grad, const at::Tensor& feat, const at::Tensor& logits,
                      at::Tensor& grad_feat, at::Tensor& grad_logits, Layout layout,
-                     bool feat_is_output) {
+                     bool feat_is_output, bool attention_grad) {
   using acc = acc_t<T>;
   const auto row_dot = [feat_is_output](acc dot, acc a) {
     return feat_is_output ? math::feat_dot_from_result(dot, a) : dot;
@@ -131,7 +132,11 @@ void backward_kernel(const at::Tensor& grad, const at::Tensor& feat, const at::T
           const acc a = attention_at(s, st.taps[y]);
           gA[y] = row_dot(rescale_backward_row<T>(G + off, F + off, a, GF + off, W), a);
         }
-        logits_grad_row<T>(gA.data(), H, s, h, scratch.data(), GL + p * h);
+        if (attention_grad) {
+          for (int64_t y = 0; y < H; ++y) GL[p * H + y] = static_cast<T>(gA[y]);
+        } else {
+          logits_grad_row<T>(gA.data(), H, s, h, scratch.data(), GL + p * h);
+        }
       }
     });
   } else {
@@ -153,6 +158,10 @@ void backward_kernel(const at::Tensor& grad, const at::Tensor& feat, const at::T
         for (int64_t c = 0; c < C; ++c) GA[(b * C + c) * H + y] = row_dot(sums[c], a[c]);
       }
     });
+    if (attention_grad) {  // the row sums are the answer
+      grad_logits.copy_(gA_buf);
+      return;
+    }
     // Pass 2: the tiny logits gradient per (b, c).
     at::parallel_for(0, B * C, grain_for(H + h, 4096), [&](int64_t begin, int64_t end) {
       std::vector<acc> scratch(h);
@@ -180,7 +189,8 @@ at::Tensor attention_rescale(const at::Tensor& feat_in, const at::Tensor& logits
 std::tuple<at::Tensor, at::Tensor> attention_rescale_backward(const at::Tensor& grad_in,
                                                                   const at::Tensor& feat_in,
                                                                   const at::Tensor& logits_in,
-                                                                  bool feat_is_output) {
+                                                                  bool feat_is_output,
+                                                                  bool attention_grad) {
   check_attention_rescale_backward(grad_in, feat_in, logits_in);
   const at::Tensor feat = to_supported_layout(feat_in);
   const Layout layout = layout_of(feat);
@@ -189,11 +199,13 @@ std::tuple<at::Tensor, at::Tensor> attention_rescale_backward(const at::Tensor& 
   const at::Tensor grad = grad_in.contiguous(fmt);
   const at::Tensor logits = logits_in.contiguous();
   at::Tensor grad_feat = empty_streaming_output(feat.sizes(), feat.options().memory_format(fmt));
-  at::Tensor grad_logits = at::empty(logits.sizes(), logits.options());
+  at::Tensor grad_logits = attention_grad
+                               ? at::empty({feat.size(0), feat.size(1), feat.size(2)}, logits.options())
+                               : at::empty(logits.sizes(), logits.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, feat.scalar_type(), "hanet_attention_rescale_backward_cpu", [&] {
         backward_kernel<scalar_t>(grad, feat, logits, grad_feat, grad_logits, layout,
-                                  feat_is_output);
+                                  feat_is_output, attention_grad);
       });
   return {grad_feat, grad_logits};
 }

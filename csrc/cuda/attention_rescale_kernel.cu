@@ -5,11 +5,14 @@
 //   grad_logits = interp_backward(gA, h) * s * (1 - s),  s = sigmoid(logits)
 // With feat_is_output the backward streams the forward's output (feat * A) in feat's
 // place and divides each row sum by A (math::feat_dot_from_result), so autograd need
-// not keep feat.
+// not keep feat.  With attention_grad the row sums are the answer (the gradient of A,
+// for a caller that differentiates sigmoid and interpolation itself): the streaming
+// pass stores them in the output's dtype, and NCHW's backward is that one kernel.
 // The forward and the first backward pass share one streaming body per layout
 // (kBackward picks the extra read and the dot product).  Conventions:
 // csrc/common/cuda_helpers.cuh.
 #include <tuple>
+#include <type_traits>
 
 #include "common/cuda_helpers.cuh"
 #include "contract.h"
@@ -40,12 +43,13 @@ __device__ __forceinline__ void rescale_vec(const scalar_t* __restrict__ in,
 
 // NCHW: one group per image row (b, c, y); A is computed once per row (per lane).
 // Forward: in = feat.  Backward: in = grad, and the row's dot product with feat is
-// reduced across the group (fixed butterfly order) into gA[r].
-template <typename scalar_t, typename acc_t, int V, bool kBackward>
+// reduced across the group (fixed butterfly order) into gA[r] (gA_t: acc_t for the
+// logits gradient's gather, scalar_t when the row sums are the op's output).
+template <typename scalar_t, typename acc_t, typename gA_t, int V, bool kBackward>
 __global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
     rescale_nchw_kernel(const scalar_t* __restrict__ in, const scalar_t* __restrict__ feat,
                         const scalar_t* __restrict__ logits, scalar_t* __restrict__ out,
-                        acc_t* __restrict__ gA, int64_t nrows, FastDivmod H, int64_t W, int64_t h,
+                        gA_t* __restrict__ gA, int64_t nrows, FastDivmod H, int64_t W, int64_t h,
                         int G, bool feat_is_output) {
   const GroupRows gr(G);
   const int64_t vecs = W / V;
@@ -70,7 +74,8 @@ __global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
     }
     if constexpr (kBackward) {
       const acc_t sum = group_sum(dot[0], G);  // whole warp, outside the `valid` branch
-      if (valid && gr.g_lane == 0) gA[r] = feat_is_output ? math::feat_dot_from_result(sum, a_row) : sum;
+      if (valid && gr.g_lane == 0)
+        gA[r] = static_cast<gA_t>(feat_is_output ? math::feat_dot_from_result(sum, a_row) : sum);
     }
   }
 }
@@ -79,11 +84,11 @@ __global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
 // memory, threadIdx.x along channels, threadIdx.y striding the split's columns.  The
 // backward merges its per-channel dot products over threadIdx.y by a shared-memory
 // tree and stores them to gA split s (no atomics; the splits are summed in order later).
-template <typename scalar_t, typename acc_t, int V, bool kBackward>
+template <typename scalar_t, typename acc_t, typename gA_t, int V, bool kBackward>
 __global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
     rescale_nhwc_kernel(const scalar_t* __restrict__ in, const scalar_t* __restrict__ feat,
                         const scalar_t* __restrict__ logits, scalar_t* __restrict__ out,
-                        acc_t* __restrict__ gA, int64_t B, int64_t C, int64_t H, int64_t W,
+                        gA_t* __restrict__ gA, int64_t B, int64_t C, int64_t H, int64_t W,
                         int64_t h, TileGrid grid, bool feat_is_output) {
   __shared__ acc_t s_a[kMaxTx * V];
   __shared__ acc_t s_red[kBackward ? kBlock * V : 1];
@@ -117,8 +122,8 @@ __global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
 #pragma unroll
         for (int e = 0; e < V; ++e) {
           const acc_t a = s_a[e * TX + tx];
-          gA[(tc.s * B * C + tc.b * C + cv * V + e) * H + tc.y] =
-              feat_is_output ? math::feat_dot_from_result(dot[e], a) : dot[e];
+          gA[(tc.s * B * C + tc.b * C + cv * V + e) * H + tc.y] = static_cast<gA_t>(
+              feat_is_output ? math::feat_dot_from_result(dot[e], a) : dot[e]);
         }
       }
     }
@@ -152,14 +157,30 @@ __global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
   });
 }
 
+// attention_grad with width splits: the gradient of A is the in-order sum of the splits.
+template <typename scalar_t, typename acc_t>
+__global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
+    split_sums_kernel(const acc_t* __restrict__ gA, scalar_t* __restrict__ grad_attention,
+                      int64_t n, int64_t splits) {
+  grid_stride(n, [&](int64_t o) {
+    acc_t g = gA[o];
+    for (int64_t s = 1; s < splits; ++s) g += gA[s * n + o];
+    grad_attention[o] = static_cast<scalar_t>(g);
+  });
+}
+
 // The streaming pass of either direction over feat's layout: out = in * A (and, for the
-// backward, gA = per-row dot products of in and feat, `*splits` partials per row).
+// backward, the per-row dot products of in and feat: into `direct` (B*C*H, feat's dtype)
+// when given and the layout needs no width splits, else into *gA, `*splits` acc_t
+// partials per row).  Returns whether the row sums went to `direct`.
 template <bool kBackward>
-void rescale_stream(const at::Tensor& in, const at::Tensor& feat, const at::Tensor& logits,
-                    at::Tensor& out, at::Tensor* gA, int64_t* splits, bool feat_is_output) {
+bool rescale_stream(const at::Tensor& in, const at::Tensor& feat, const at::Tensor& logits,
+                    at::Tensor& out, at::Tensor* gA, int64_t* splits, bool feat_is_output,
+                    at::Tensor* direct = nullptr) {
   const int64_t B = feat.size(0), C = feat.size(1), H = feat.size(2), W = feat.size(3);
   const int64_t h = logits.size(2);
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  bool wrote_direct = false;
   HANET_DISPATCH_FLOATING(feat.scalar_type(), "hanet_attention_rescale_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     constexpr int kV = vec_width<scalar_t>();
@@ -169,33 +190,52 @@ void rescale_stream(const at::Tensor& in, const at::Tensor& feat, const at::Tens
     scalar_t* O = out.mutable_data_ptr<scalar_t>();
     const bool aligned = aligned16(I) && aligned16(F) && aligned16(O);
     const auto acc_opts = feat.options().dtype(acc_dtype<acc_t>());
+    // the row sums' destination: the op's output, or an acc_t buffer
+    const auto launch_with_sums = [&](bool to_direct, auto&& launch) {
+      if constexpr (kBackward) {
+        if (to_direct) {
+          wrote_direct = true;
+          launch(direct->mutable_data_ptr<scalar_t>());
+        } else {
+          launch(gA->mutable_data_ptr<acc_t>());
+        }
+      } else {
+        launch(static_cast<acc_t*>(nullptr));
+      }
+    };
     if (layout_of(feat) == Layout::NCHW) {
-      if (kBackward) *gA = at::empty({B * C * H}, acc_opts);
-      acc_t* GA = kBackward ? gA->mutable_data_ptr<acc_t>() : nullptr;
+      if (kBackward && direct == nullptr) *gA = at::empty({B * C * H}, acc_opts);
       with_vec<kV>(W % kV == 0 && aligned, [&](auto vec) {
         constexpr int V = decltype(vec)::value;
         const NchwLaunch nl = nchw_launch(B * C * H, W / V);
-        rescale_nchw_kernel<scalar_t, acc_t, V, kBackward>
-            <<<nl.grid, kBlock, 0, stream>>>(I, F, L, O, GA, B * C * H, FastDivmod(H), W, h,
-                                              nl.group, feat_is_output);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        launch_with_sums(direct != nullptr, [&](auto* GA) {
+          using gA_t = std::remove_pointer_t<decltype(GA)>;
+          rescale_nchw_kernel<scalar_t, acc_t, gA_t, V, kBackward>
+              <<<nl.grid, kBlock, 0, stream>>>(I, F, L, O, GA, B * C * H, FastDivmod(H), W, h,
+                                                nl.group, feat_is_output);
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
+        });
       });
       return;
     }
     with_vec<kV>(C % kV == 0 && aligned, [&](auto vec) {
       constexpr int V = decltype(vec)::value;
       const NhwcLaunch tl = nhwc_launch(C / V, B * H, W, kBackward ? 2 : 4);
+      const bool to_direct = direct != nullptr && tl.splits == 1;
       if (kBackward) {
         *splits = tl.splits;
-        *gA = at::empty({tl.splits, B * C * H}, acc_opts);
+        if (!to_direct) *gA = at::empty({tl.splits, B * C * H}, acc_opts);
       }
-      acc_t* GA = kBackward ? gA->mutable_data_ptr<acc_t>() : nullptr;
-      rescale_nhwc_kernel<scalar_t, acc_t, V, kBackward>
-          <<<grid_for(tl.tiles(B * H), tl.threads()), tl.block(), 0, stream>>>(
-              I, F, L, O, GA, B, C, H, W, h, tl.grid(B, H), feat_is_output);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      launch_with_sums(to_direct, [&](auto* GA) {
+        using gA_t = std::remove_pointer_t<decltype(GA)>;
+        rescale_nhwc_kernel<scalar_t, acc_t, gA_t, V, kBackward>
+            <<<grid_for(tl.tiles(B * H), tl.threads()), tl.block(), 0, stream>>>(
+                I, F, L, O, GA, B, C, H, W, h, tl.grid(B, H), feat_is_output);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
     });
   });
+  return wrote_direct;
 }
 
 }  // namespace
@@ -215,7 +255,8 @@ at::Tensor attention_rescale(const at::Tensor& feat_in, const at::Tensor& logits
 std::tuple<at::Tensor, at::Tensor> attention_rescale_backward(const at::Tensor& grad_in,
                                                               const at::Tensor& feat_in,
                                                               const at::Tensor& logits_in,
-                                                              bool feat_is_output) {
+                                                              bool feat_is_output,
+                                                              bool attention_grad) {
   check_attention_rescale_backward(grad_in, feat_in, logits_in);
   const at::cuda::CUDAGuard guard(feat_in.device());
   const at::Tensor feat = to_supported_layout(feat_in);
@@ -224,24 +265,35 @@ std::tuple<at::Tensor, at::Tensor> attention_rescale_backward(const at::Tensor& 
   const at::Tensor grad = grad_in.is_contiguous(fmt) ? grad_in : grad_in.contiguous(fmt);
   const at::Tensor logits = logits_in.contiguous();
   at::Tensor grad_feat = at::empty(feat.sizes(), feat.options().memory_format(fmt));
-  at::Tensor grad_logits = at::empty(logits.sizes(), logits.options());
-  if (feat.numel() == 0) return {grad_feat, grad_logits};
+  const int64_t B = feat.size(0), C = feat.size(1), H = feat.size(2);
+  // attention_grad: the gradient of A (B, C, H); else the logits' (B, C, h)
+  at::Tensor grad_second = attention_grad ? at::empty({B, C, H}, logits.options())
+                                          : at::empty(logits.sizes(), logits.options());
+  if (feat.numel() == 0) return {grad_feat, grad_second};
   at::Tensor gA;
   int64_t splits = 1;
-  rescale_stream<true>(grad, feat, logits, grad_feat, &gA, &splits, feat_is_output);
+  if (rescale_stream<true>(grad, feat, logits, grad_feat, &gA, &splits, feat_is_output,
+                           attention_grad ? &grad_second : nullptr)) {
+    return {grad_feat, grad_second};
+  }
 
-  const int64_t n = grad_logits.numel(), h = logits.size(2), H = feat.size(2);
+  const int64_t n = grad_second.numel(), h = logits.size(2);
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   HANET_DISPATCH_FLOATING(feat.scalar_type(), "hanet_attention_logits_grad_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    attention_logits_grad_kernel<scalar_t, acc_t>
-        <<<grid_for(ceil_div(n, kBlock), kBlock), kBlock, 0, stream>>>(
-            gA.const_data_ptr<acc_t>(), logits.const_data_ptr<scalar_t>(),
-            grad_logits.mutable_data_ptr<scalar_t>(), n, FastDivmod(h), H, gA.numel() / splits,
-            splits);
+    const dim3 grid = grid_for(ceil_div(n, kBlock), kBlock);
+    if (attention_grad) {
+      split_sums_kernel<scalar_t, acc_t><<<grid, kBlock, 0, stream>>>(
+          gA.const_data_ptr<acc_t>(), grad_second.mutable_data_ptr<scalar_t>(), n, splits);
+    } else {
+      attention_logits_grad_kernel<scalar_t, acc_t><<<grid, kBlock, 0, stream>>>(
+          gA.const_data_ptr<acc_t>(), logits.const_data_ptr<scalar_t>(),
+          grad_second.mutable_data_ptr<scalar_t>(), n, FastDivmod(h), H, gA.numel() / splits,
+          splits);
+    }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return {grad_feat, grad_logits};
+  return {grad_feat, grad_second};
 }
 
 }  // namespace gpu

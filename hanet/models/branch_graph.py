@@ -3,17 +3,22 @@
 The branch — pooled rows (B, C_l, R) -> position term, dropout, three 1-D convs with
 batch statistics -> attention logits (B, C_h, R) — is about thirty kernels forward and
 a dozen backward, each a few microseconds of work behind a launch.  Captured once per
-shape, a site runs four ops per direction:
+shape, a site runs four launches per direction:
 
     forward:  width pool, copy of the pooled rows into the graph's input, the graph, the rescale
-    backward: the rescale's gradient, copy of the logits' gradient into the graph, the graph
-              (which also spreads the rows' gradient over the input rows), the stride-0 add of
-              that (B, C, H, 1) gradient into x_low's
+    backward: the rescale's streaming pass, copy of the attention's gradient into the graph,
+              the graph (which also spreads the rows' gradient over the input rows), the
+              stride-0 add of that (B, C, H, 1) gradient into x_low's
 
+The replay and the rescale are one autograd node (:class:`_ReplayRescale`): the rescale's
+backward returns the per-row sums of grad * feat, the gradient of the attention
+A = interp(sigmoid(logits), H) (``attention_rescale_backward(..., attention_grad=True)``),
+and the graph differentiates A itself (it computes A beside the logits), so the gather of
+those sums into the logits' gradient — a second kernel on CUDA — runs inside the graph.
 With mean pooling the pool's own backward (a division and a kernel) moves into the graph
-as one (R, H) matrix product; max pooling keeps its backward (one op more).  On CUDA the
-rescale's backward is two kernels (streaming pass, then the gather of the per-row sums
-into the logits' gradient): 5 launches backward.
+as one (R, H) matrix product; max pooling keeps its backward (one op more).  (With
+``return_attention``, or on the reference backend, the logits leave the graph
+(:class:`_Replay`) and the rescale runs as its own op: one backward launch more.)
 The row positions are a graph input too; the model copies them once per step into a
 tensor all its sites read (:class:`StaticPositions`), so they cost no copy per site.
 
@@ -83,14 +88,17 @@ class BranchGraph:
     parameters); ``buffers``: the tensors ``fn`` updates in place (BatchNorm running
     statistics), restored after the warm-up.  ``x_shape``: (H, W) of the pooled input
     when the pooling was a mean: the graph then returns the gradient of the input rows
-    (B, C, H, 1) rather than of the pooled rows."""
+    (B, C, H, 1) rather than of the pooled rows.  ``attention``: ``fn`` returns
+    (logits, A), A the attention rows the rescale applies; the backward then takes A's
+    gradient (:meth:`rescale`) instead of the logits'."""
 
     WARMUP = 2
 
     def __init__(self, fn, params, buffers, z: torch.Tensor, pos: torch.Tensor | None,
-                 x_shape: tuple[int, int] | None = None):
+                 x_shape: tuple[int, int] | None = None, attention: bool = False):
         self.params = tuple(p for p in params if p.requires_grad)
         self.x_shape = x_shape
+        self.attention = attention
         # built before the capture: a host-to-device copy cannot be captured
         # (float32 math for half types, float64 for float64)
         self._rows_matrix = None if x_shape is None else mean_rows_matrix(
@@ -107,7 +115,8 @@ class BranchGraph:
             return fn(self.static_z, self.static_pos)
 
         def backward_body():
-            grads = list(torch.autograd.grad(self.static_out, inputs, self.static_grad_out, allow_unused=True))
+            target = self.static_rows if attention else self.static_out
+            grads = list(torch.autograd.grad(target, inputs, self.static_grad_out, allow_unused=True))
             if x_shape is not None and z.requires_grad:
                 grads[0] = self._input_rows(grads[0], z.dtype)
             return grads
@@ -133,8 +142,10 @@ class BranchGraph:
         # on the tensors' GPU, whichever is current
         with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
             self._warm_up(forward_body, inputs)
-            self.fwd, self.static_out = self._record(forward_body, None)
-            self.static_grad_out = torch.empty_like(self.static_out)
+            self.fwd, out = self._record(forward_body, None)
+            self.static_out, self.static_rows = out if self.attention else (out, None)
+            # the gradient the backward replay starts from: A's, or the logits'
+            self.static_grad_out = torch.empty_like(self.static_rows if self.attention else self.static_out)
             self.bwd, self._captured_grads = self._record(backward_body, self.fwd)
 
     def _warm_up(self, forward_body, inputs) -> None:
@@ -145,6 +156,8 @@ class BranchGraph:
         with torch.cuda.stream(side):
             for _ in range(self.WARMUP):
                 out = forward_body()
+                if self.attention:
+                    out = out[1]
                 torch.autograd.grad(out, inputs, torch.ones_like(out), allow_unused=True)
             del out
         torch.cuda.current_stream().wait_stream(side)
@@ -174,43 +187,91 @@ class BranchGraph:
         return self._last_output is not None and self._last_output() is not None
 
     def __call__(self, z: torch.Tensor, pos: torch.Tensor | None, x: torch.Tensor | None = None) -> torch.Tensor:
-        """``x``: the pooled input, when the graph returns its gradient (mean pooling; ``z``
-        then carries no autograd history of its own)."""
+        """The logits.  ``x``: the pooled input, when the graph returns its gradient (mean
+        pooling; ``z`` then carries no autograd history of its own)."""
         out = _Replay.apply(self, pos, x, z, *self.params)
         self._last_output = weakref.ref(out)
         return out
+
+    def rescale(self, feat: torch.Tensor, ops, relu: bool, z: torch.Tensor, pos: torch.Tensor | None,
+                x: torch.Tensor | None = None) -> torch.Tensor:
+        """``ops.attention_rescale(relu(feat) if relu else feat, logits)``, the logits
+        replayed from the graph (built with ``attention=True``); ``ops``: the namespace of a
+        kernel backend (torch.ops.hanet or .hanet_triton)."""
+        held = []
+        out = _ReplayRescale.apply(self, ops, relu, held, pos, x, z, feat, *self.params)
+        self._last_output = weakref.ref(held[0])
+        return out
+
+    def replay_forward(self, pos: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
+        if pos is not None and pos.data_ptr() != self.static_pos.data_ptr():
+            self.static_pos.copy_(pos)
+        self.static_z.copy_(z)
+        self.fwd.replay()
+        return self.static_out.detach()
+
+    def replay_backward(self, grad_out: torch.Tensor, x_width: int | None) -> tuple:
+        """(grad of x, grad of z, *grads of the parameters) from the gradient of the
+        graph's output (the logits', or A's with ``attention``)."""
+        for p, sg in zip(self.params, self.static_grad_params):
+            # `.grad` taken over from the previous replay: the replay below would overwrite it
+            if p.grad is not None and sg is not None and p.grad.data_ptr() == sg.data_ptr():
+                p.grad = p.grad.clone()
+        self.static_grad_out.copy_(grad_out)
+        self.bwd.replay()
+        grad_z = self.static_grad_z.detach() if self.static_grad_z is not None else None
+        grad_x = None
+        if x_width is not None and grad_z is not None:
+            # the input rows' gradient, constant along W: a stride-0 view that autograd
+            # adds into x's other gradient without a dense tensor
+            grad_x, grad_z = grad_z.expand(-1, -1, -1, x_width), None
+        grads = [None if sg is None else sg.detach() for sg in self.static_grad_params]
+        return (grad_x, grad_z, *grads)
 
 
 class _Replay(torch.autograd.Function):
     @staticmethod
     def forward(ctx, graph: BranchGraph, pos, x, z, *params):
-        if pos is not None and pos.data_ptr() != graph.static_pos.data_ptr():
-            graph.static_pos.copy_(pos)
-        graph.static_z.copy_(z)
-        graph.fwd.replay()
         ctx.graph = graph
         ctx.x_width = None if x is None else x.shape[3]
-        return graph.static_out.detach()
+        return graph.replay_forward(pos, z)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        g = ctx.graph
-        for p, sg in zip(g.params, g.static_grad_params):
-            # `.grad` taken over from the previous replay: the replay below would overwrite it
-            if p.grad is not None and sg is not None and p.grad.data_ptr() == sg.data_ptr():
-                p.grad = p.grad.clone()
-        g.static_grad_out.copy_(grad_out)
-        g.bwd.replay()
-        grad_z = g.static_grad_z.detach() if g.static_grad_z is not None else None
-        grad_x = None
-        if ctx.x_width is not None and grad_z is not None:
-            # the input rows' gradient, constant along W: a stride-0 view that autograd
-            # adds into x's other gradient without a dense tensor
-            grad_x, grad_z = grad_z.expand(-1, -1, -1, ctx.x_width), None
-        grads = [None if sg is None else sg.detach() for sg in g.static_grad_params]
         # one gradient per input of forward: graph, pos, x, z, then the parameters
-        return (None, None, grad_x, grad_z, *grads)
+        return (None, None, *ctx.graph.replay_backward(grad_out, ctx.x_width))
+
+
+class _ReplayRescale(torch.autograd.Function):
+    """The replay and the rescale in one node.  Saved: the rescale's output in fp32 / fp64
+    (contract.RESCALE_SAVES_OUTPUT; feat can then be freed, and with ``relu`` the ReLU's
+    mask is read from it, as in hanet.ops.relu_attention_rescale) or its input, and the
+    replayed logits.  The backward's first op returns A's gradient, which the graph takes."""
+
+    @staticmethod
+    def forward(ctx, graph: BranchGraph, ops, relu, held, pos, x, z, feat, *params):
+        from hanet.ops.contract import RESCALE_SAVES_OUTPUT
+
+        logits = graph.replay_forward(pos, z)
+        held.append(logits)  # alive while the backward may still read the graph's buffer
+        src = torch.relu(feat) if relu else feat
+        out = ops.attention_rescale(src, logits)
+        ctx.graph, ctx.ops, ctx.relu = graph, ops, relu
+        ctx.x_width = None if x is None else x.shape[3]
+        ctx.feat_is_output = feat.dtype in RESCALE_SAVES_OUTPUT
+        ctx.save_for_backward(out if ctx.feat_is_output else src, logits)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        saved, logits = ctx.saved_tensors
+        grad_src, grad_rows = ctx.ops.attention_rescale_backward(grad, saved, logits, ctx.feat_is_output, True)
+        grad_feat = torch.ops.aten.threshold_backward(grad_src, saved, 0) if ctx.relu else grad_src
+        # graph, ops, relu, held, pos, then x, z, feat and the parameters
+        grad_x, grad_z, *grads = ctx.graph.replay_backward(grad_rows, ctx.x_width)
+        return (None, None, None, None, None, grad_x, grad_z, grad_feat, *grads)
 
 
 def can_capture(module: nn.Module, z: torch.Tensor) -> bool:

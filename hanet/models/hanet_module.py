@@ -45,7 +45,7 @@ class HANet(nn.Module):
         pos_noise: std of the integer noise added to positions while training.
         backend: op backend of :mod:`hanet.ops` (None: the fastest available).
         cuda_graph: while training on a CUDA device, replay the small branch (pooled rows
-            to logits) from a CUDA graph captured once per shape: 4 ops per direction
+            to logits) from a CUDA graph captured once per shape: 4 launches per direction
             instead of about 45 (:mod:`hanet.models.branch_graph`).
     """
 
@@ -150,24 +150,28 @@ class HANet(nn.Module):
             raise ValueError(
                 f"HANet: x_low must be (B, {self.in_channels}, H, W), got shape {tuple(x_low.shape)}"
             )
-        table = self._position_table()
-        if table is not None:
-            if pos_h is None:
-                pos_h = whole_frame_positions(x_low.shape[0], x_low.shape[2], x_low.device)
-            else:
-                pos_h = check_pos_h(pos_h, x_low.shape[0], "HANet")
-        if table is None:
-            pos_h = None
+        pos_h = self._positions(x_low, pos_h)
         if self.cuda_graph and branch_graph.can_capture(self, x_low):
-            if self.pooling == "mean" and x_low.requires_grad:
-                # the graph returns x_low's row gradient itself (the pool's backward folded in)
-                with torch.no_grad():
-                    z = hops.width_pool(x_low, self.rows, self.pooling, backend=self.backend)
-                return self._captured_branch(z, pos_h, x_low)
-            return self._captured_branch(hops.width_pool(x_low, self.rows, self.pooling, backend=self.backend),
-                                         pos_h)
+            return self._captured_branch(*self._graph_pool(x_low), pos_h)
         z = hops.width_pool(x_low, self.rows, self.pooling, backend=self.backend)
         return self._branch(z, pos_h)
+
+    def _graph_pool(self, x_low: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(pooled rows, x_low or None) for a captured branch: with mean pooling the graph
+        returns x_low's row gradient itself (the pool's backward folded in), so the rows are
+        pooled without autograd and x_low is handed to the graph."""
+        if self.pooling == "mean" and x_low.requires_grad:
+            with torch.no_grad():
+                return hops.width_pool(x_low, self.rows, self.pooling, backend=self.backend), x_low
+        return hops.width_pool(x_low, self.rows, self.pooling, backend=self.backend), None
+
+    def _positions(self, x_low: torch.Tensor, pos_h: torch.Tensor | None) -> torch.Tensor | None:
+        """The row positions the position term reads (None: the site has none)."""
+        if self._position_table() is None:
+            return None
+        if pos_h is None:
+            return whole_frame_positions(x_low.shape[0], x_low.shape[2], x_low.device)
+        return check_pos_h(pos_h, x_low.shape[0], "HANet")
 
     def _branch(self, z: torch.Tensor, pos_h: torch.Tensor | None) -> torch.Tensor:
         """Pooled rows (B, C_l, R) -> logits: position term, dropout, the 1-D conv stack."""
@@ -204,32 +208,68 @@ class HANet(nn.Module):
             return True
         return False
 
-    def _captured_branch(self, z: torch.Tensor, pos_h: torch.Tensor | None,
-                         x_low: torch.Tensor | None = None) -> torch.Tensor:
+    def _captured_branch(self, z: torch.Tensor, x_low: torch.Tensor | None, pos_h: torch.Tensor | None,
+                         head=None) -> torch.Tensor:
         """The branch replayed from its CUDA graph; ``x_low``: given when ``z`` was pooled
-        without autograd (mean pooling), the graph then returning x_low's gradient."""
+        without autograd (mean pooling), the graph then returning x_low's gradient.
+        ``head``: (x_high, relu, ops): the replay and the rescale of x_high in one node
+        (BranchGraph.rescale): the site's output is returned."""
         params = [p for m in self._branch_modules() for p in m.parameters()]
         z_grad = x_low is not None or z.requires_grad
         if not (z_grad or any(p.requires_grad for p in params)) or self._has_sync_batchnorm():
-            if x_low is not None:
-                z = hops.width_pool(x_low, self.rows, self.pooling, backend=self.backend)
-            return self._branch(z, pos_h)
+            return self._eager_branch(z, pos_h, x_low, head)
+        rows = None if head is None else (head[0].shape[2], head[0].dtype)
         key = (tuple(z.shape), z.dtype, z_grad, None if x_low is None else tuple(x_low.shape[2:]),
-               None if pos_h is None else tuple(pos_h.shape), branch_graph.autocast_state(), z.device.index)
+               None if pos_h is None else tuple(pos_h.shape), branch_graph.autocast_state(), z.device.index,
+               rows, None if head is None else head[2])
         buffers = [b for m in self._branch_modules() for b in m.buffers()]
         graph = self._graphs.get(key)
         if graph is None or graph.stale(params, buffers):
             # graphs of moved or converted tensors are dropped, not kept beside the new one
             self._graphs = {k: g for k, g in self._graphs.items() if not g.stale(params, buffers)}
+            fn = self._branch if head is None else self._attention_body(*rows, head[2])
             graph = self._graphs[key] = branch_graph.BranchGraph(
-                self._branch, params, buffers, z.detach().requires_grad_(z_grad), pos_h,
-                None if x_low is None else tuple(x_low.shape[2:]))
+                fn, params, buffers, z.detach().requires_grad_(z_grad), pos_h,
+                None if x_low is None else tuple(x_low.shape[2:]), attention=head is not None)
         elif graph.busy():
             # the previous replay's logits are still held (two forwards before a backward)
-            if x_low is not None:
-                z = hops.width_pool(x_low, self.rows, self.pooling, backend=self.backend)
-            return self._branch(z, pos_h)
-        return graph(z, pos_h, x_low)
+            return self._eager_branch(z, pos_h, x_low, head)
+        if head is None:
+            return graph(z, pos_h, x_low)
+        x_high, relu, ops = head
+        return graph.rescale(x_high, ops, relu, z, pos_h, x_low)
+
+    def _eager_branch(self, z, pos_h, x_low, head):
+        """The branch run eagerly (and with ``head`` the rescale after it)."""
+        if x_low is not None:
+            z = hops.width_pool(x_low, self.rows, self.pooling, backend=self.backend)
+        logits = self._branch(z, pos_h)
+        if head is None:
+            return logits
+        x_high, relu, _ = head
+        rescale = hops.relu_attention_rescale if relu else hops.attention_rescale
+        return rescale(x_high, logits.to(x_high.dtype), backend=self.backend)
+
+    def _attention_body(self, height: int, dtype: torch.dtype, ops):
+        """The captured body of the fused path: (logits in x_high's dtype, and A =
+        interp(sigmoid(logits), height), whose gradient the graph's backward starts from;
+        our own interpolation kernel: a deterministic backward)."""
+        def body(z, pos_h):
+            logits = self._branch(z, pos_h).to(dtype)
+            return logits, ops.height_interp(torch.sigmoid(logits), height)
+        return body
+
+    def _captured_site(self, x_low, x_high, pos_h, relu_x_high) -> torch.Tensor | None:
+        """The site's output with the branch replayed and the rescale in one node (the
+        backward: 4 launches, :mod:`.branch_graph`); None where that does not apply (the
+        reference backend, no capture possible): the caller runs the site as usual."""
+        backend = hops.dispatch.resolve(self.backend, x_high.device)
+        if backend == "reference" or not branch_graph.can_capture(self, x_low):
+            return None
+        if x_low.dim() != 4 or x_low.shape[1] != self.in_channels:
+            return None  # attention_logits raises the error
+        head = (x_high, relu_x_high, hops.functional._kernels(backend))
+        return self._captured_branch(*self._graph_pool(x_low), self._positions(x_low, pos_h), head)
 
     def forward(self, x_low: torch.Tensor, x_high: torch.Tensor, pos_h: torch.Tensor | None = None,
                 return_attention: bool = False, relu_x_high: bool = False):
@@ -250,6 +290,10 @@ class HANet(nn.Module):
             )
         if x_high.shape[0] != x_low.shape[0]:
             raise ValueError(f"HANet: x_low has batch {x_low.shape[0]}, x_high has {x_high.shape[0]}")
+        if self.cuda_graph and not return_attention:
+            out = self._captured_site(x_low, x_high, pos_h, relu_x_high)
+            if out is not None:
+                return out
         logits = self.attention_logits(x_low, pos_h).to(x_high.dtype)
         rescale = hops.relu_attention_rescale if relu_x_high else hops.attention_rescale
         out = rescale(x_high, logits, backend=self.backend)

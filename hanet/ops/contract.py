@@ -332,16 +332,18 @@ OPS: Dict[str, Op] = {op.name: op for op in (
        "feat (B, C, H, W) * interp(sigmoid(logits (B, C, h)), H)[..., None]",
        backward="attention_rescale_backward", setup=_rescale_setup,
        grad=_rescale_grad, public=True),
-    Op("attention_rescale_backward", ("grad", "feat", "logits", "feat_is_output"),
+    Op("attention_rescale_backward", ("grad", "feat", "logits", "feat_is_output", "attention_grad"),
        (Tensor("feat", "(B, C, H, W)"), Tensor("logits", "(B, C, h)"), SameDevice("feat", "logits"),
         SameSize("feat", "logits", 0, "batch", "images"),
         SameSize("feat", "logits", 1, "channel", "channels"),
         Tensor("grad", "(B, C, H, W)"), SameDevice("grad", "feat"), SameSize("grad", "feat")),
-       lambda grad, feat, logits, feat_is_output=False: (
-           _empty(feat.shape, feat, fmt=kept_format(feat)), _empty(logits.shape, logits)),
+       lambda grad, feat, logits, feat_is_output=False, attention_grad=False: (
+           _empty(feat.shape, feat, fmt=kept_format(feat)),
+           _empty(tuple(feat.shape[:3]) if attention_grad else logits.shape, logits)),
        "(grad_feat, grad_logits) of attention_rescale; with feat_is_output, `feat` is its "
-       "output feat * A",
-       defaults={"feat_is_output": False},
+       "output feat * A; with attention_grad, (grad_feat, grad_A): the gradient (B, C, H) "
+       "of A = interp(sigmoid(logits), H), the row sums of grad * feat",
+       defaults={"feat_is_output": False, "attention_grad": False},
        setup=lambda ctx, inputs, output: None,
        grad=_once_differentiable("attention_rescale")),
 )}

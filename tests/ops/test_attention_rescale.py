@@ -295,3 +295,58 @@ def test_relu_attention_rescale_keeps_only_the_output_in_fp32(backend):
             assert big[0].untyped_storage().data_ptr() not in (
                 out.untyped_storage().data_ptr(), feat.untyped_storage().data_ptr())
             torch.testing.assert_close(big[0], torch.relu(feat.detach()), rtol=0, atol=0)
+
+
+# attention_grad: the second output is the gradient of A = interp(sigmoid(logits), H),
+# the row sums of grad * feat, for a captured HANet branch that differentiates the
+# sigmoid and the interpolation itself (hanet.models.branch_graph, issue 13: one kernel
+# fewer per backward).  Truth: autograd of feat * A[..., None] in float64, A a leaf.
+def _attention_ref_grads(feat, logits, grad):
+    A = ref.height_interp(torch.sigmoid(logits.double()), feat.shape[2]).requires_grad_(True)
+    f = feat.detach().double().requires_grad_(True)
+    return torch.autograd.grad(f * A.unsqueeze(-1), (f, A), grad.double())
+
+
+@pytest.mark.parametrize("from_output", [False, True], ids=["from_feat", "from_output"])
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("case", RESCALE_CASES + [(1, 2, 3, 600, 3), (1, 64, 1, 200, 2)],
+                         ids=lambda c: "x".join(map(str, c)))
+@pytest.mark.parametrize("ns_name,get_ns", NAMESPACES, ids=NS_IDS)
+def test_attention_grad_is_the_gradient_of_the_attention_rows(ns_name, get_ns, case, dtype, layout,
+                                                              from_output):
+    B, C, H, W, h = case
+    ns = get_ns()
+    feat = x_((B, C, H, W), dtype, layout == "nhwc")
+    logits = x_((B, C, h), dtype, seed=1) * 3
+    grad = x_((B, C, H, W), dtype, seed=2)
+    saved = ns.attention_rescale(feat, logits) if from_output else feat
+    gf, ga = ns.attention_rescale_backward(grad, saved, logits, from_output, True)
+    r_gf, r_ga = _attention_ref_grads(feat, logits, grad)
+    assert ga.shape == (B, C, H) and ga.dtype == dtype and gf.shape == feat.shape
+    close(gf, r_gf, dtype)
+    # W products per row sum: the half-type tolerance scaled by the sums' magnitude;
+    # from the output, bf16 also carries out's rounding (why autograd keeps feat there)
+    tol = dict(TOL[dtype])
+    tol["atol"] = tol["atol"] * max(1.0, r_ga.abs().max().item()) * (4 if from_output and dtype == torch.bfloat16 else 1)
+    torch.testing.assert_close(ga.double(), r_ga, **tol)
+    # the flag changes the answer: without it the second output is the logits' gradient
+    _, gl = ns.attention_rescale_backward(grad, saved, logits, from_output)
+    assert gl.shape == logits.shape
+
+
+@pytest.mark.parametrize("ns_name,get_ns", NAMESPACES, ids=NS_IDS)
+def test_attention_grad_of_an_empty_batch(ns_name, get_ns):
+    ns = get_ns()
+    feat, logits = x_((0, 3, 7, 5)), x_((0, 3, 4))
+    gf, ga = ns.attention_rescale_backward(feat, feat, logits, False, True)
+    assert gf.shape == (0, 3, 7, 5) and ga.shape == (0, 3, 7)
+
+
+@pytest.mark.parametrize("ns_name,ns", NAMESPACES, ids=NS_IDS)
+def test_opcheck_attention_grad(ns_name, ns):
+    ops = ns()
+    feat = make((2, 3, 7, 5), torch.float32, "nchw", seed=1)
+    logits = make((2, 3, 4), torch.float32, "nchw", seed=2)
+    grad = make((2, 3, 7, 5), torch.float32, "nchw", seed=3)
+    torch.library.opcheck(ops.attention_rescale_backward, (grad, feat, logits, True, True))

@@ -51,4 +51,8 @@ def launch_configs(dtype: torch.dtype = torch.float32,
             if dtype in RESCALE_SAVES_OUTPUT:  # the variant the autograd formula calls
                 add(f"attention_rescale_backward/{tag}/feat_is_output",
                     plan_attention_rescale_backward(B, C, H, W, rows, dtype, layout, True))
+            # what a captured HANet branch calls (the gradient of A, HANet(cuda_graph=True))
+            add(f"attention_rescale_backward/{tag}/attention_grad",
+                plan_attention_rescale_backward(B, C, H, W, rows, dtype, layout,
+                                                dtype in RESCALE_SAVES_OUTPUT, True))
     return out

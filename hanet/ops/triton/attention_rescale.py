@@ -11,7 +11,9 @@ width: one block in the forward; in the backward the whole row, or a split of it
 there are too few rows (fp32 partial sums (n_split, B*C*H)), which the interpolation
 adjoint of :mod:`.height_interp` then sums, with s*(1-s), into grad_logits.
 With ``feat_is_output`` the backward reads the forward's output (feat * A) in feat's
-place and divides each row sum by A (A > 0), so autograd need not keep feat.
+place and divides each row sum by A (A > 0), so autograd need not keep feat.  With
+``attention_grad`` the row sums are the answer (the gradient of A, (B, C, H)): the second
+kernel only sums the splits (the interpolation adjoint at H -> H is the identity).
 """
 from __future__ import annotations
 
@@ -126,14 +128,20 @@ def plan_attention_rescale(B: int, C: int, H: int, W: int, h_in: int, dtype: tor
 @cached_plan
 def plan_attention_rescale_backward(B: int, C: int, H: int, W: int, h_in: int,
                                     dtype: torch.dtype, layout: str,
-                                    feat_is_output: bool = False) -> Plan:
+                                    feat_is_output: bool = False,
+                                    attention_grad: bool = False) -> Plan:
     """roles: in (= grad), feat (or the forward's output, feat_is_output), logits
-    (inputs), out (= grad_feat), grad_logits, and the temporary ``part`` (n_split,
-    B*C*H) fp32 (fp64 for fp64) of width partial sums."""
+    (inputs), out (= grad_feat), grad_logits (the gradient of A with attention_grad),
+    and the temporary ``part`` (n_split, B*C*H) fp32 (fp64 for fp64) of width partial
+    sums."""
     first, n_split = _stream_launch(B, C, H, W, h_in, dtype, layout, True, feat_is_output)
     acc = acc_dtype(dtype)
-    second = interp_backward_launch(B * C, h_in, H, "part", acc, "grad_logits", dtype, n_split,
-                                    True, "logits")
+    if attention_grad:  # H -> H: the splits' sum, cast
+        second = interp_backward_launch(B * C, H, H, "part", acc, "grad_logits", dtype, n_split,
+                                        False, "logits")
+    else:
+        second = interp_backward_launch(B * C, h_in, H, "part", acc, "grad_logits", dtype, n_split,
+                                        True, "logits")
     return Plan([first, second], temps={"part": ((n_split, B * C * H), acc)})
 
 
@@ -172,14 +180,15 @@ def _attention_rescale(feat: Tensor, logits: Tensor, direct: bool = False) -> Te
 
 
 def _attention_rescale_backward(grad: Tensor, feat: Tensor, logits: Tensor,
-                                feat_is_output: bool = False,
+                                feat_is_output: bool = False, attention_grad: bool = False,
                                 direct: bool = False) -> tuple[Tensor, Tensor]:
     key = None
-    feat_is_output = bool(feat_is_output)
+    feat_is_output, attention_grad = bool(feat_is_output), bool(attention_grad)
     if type(grad) is Tensor and type(feat) is Tensor and type(logits) is Tensor:
         key = (grad.shape, grad.stride(), grad.dtype, grad.device,
                feat.shape, feat.stride(), feat.dtype, feat.device,
-               logits.shape, logits.stride(), logits.dtype, logits.device, feat_is_output)
+               logits.shape, logits.stride(), logits.dtype, logits.device, feat_is_output,
+               attention_grad)
         call = _BWD_CALLS.get(key)
         if call is not None:  # checked and planned before: allocate and launch
             grad_feat, grad_logits = call.outputs()
@@ -192,7 +201,8 @@ def _attention_rescale_backward(grad: Tensor, feat: Tensor, logits: Tensor,
                     "out": grad_feat, "grad_logits": grad_logits}, call.device, direct)
             return grad_feat, grad_logits
     validate("attention_rescale_backward", grad, feat, logits)
-    grad_feat, grad_logits = outputs("attention_rescale_backward", grad, feat, logits)
+    grad_feat, grad_logits = outputs("attention_rescale_backward", grad, feat, logits,
+                                     feat_is_output, attention_grad)
     dense_feat = feat.is_contiguous() or feat.is_contiguous(memory_format=torch.channels_last)
     dense_logits = logits.is_contiguous()
     feat, layout = layout_of(feat)
@@ -204,7 +214,7 @@ def _attention_rescale_backward(grad: Tensor, feat: Tensor, logits: Tensor,
     plan = run(plan_attention_rescale_backward, (B, C, H, W, logits.shape[2]),
                {"in": grad, "feat": feat, "logits": logits, "out": grad_feat,
                 "grad_logits": grad_logits}, feat.device, feat.dtype, layout, feat_is_output,
-               direct=direct)
+               attention_grad, direct=direct)
     _BWD_CALLS.put(key, Call(plan, (grad_feat, grad_logits), feat.device,
                              (dense_grad, dense_feat, dense_logits, fmt)))
     return grad_feat, grad_logits
@@ -219,11 +229,13 @@ def attention_rescale(feat: Tensor, logits: Tensor) -> Tensor:
 
 @triton_op(f"{NAMESPACE}::attention_rescale_backward", mutates_args=())
 def attention_rescale_backward(grad: Tensor, feat: Tensor, logits: Tensor,
-                               feat_is_output: bool = False) -> tuple[Tensor, Tensor]:
+                               feat_is_output: bool = False,
+                               attention_grad: bool = False) -> tuple[Tensor, Tensor]:
     """(grad_feat, grad_logits): grad_feat = grad * A in feat's memory format;
     grad_logits = height_interp_backward(sum_w grad * feat) * s * (1 - s).  With
-    feat_is_output, ``feat`` is the forward's output and the row sums are divided by A."""
-    return _attention_rescale_backward(grad, feat, logits, feat_is_output)
+    feat_is_output, ``feat`` is the forward's output and the row sums are divided by A;
+    with attention_grad the second output is the row sums (B, C, H), the gradient of A."""
+    return _attention_rescale_backward(grad, feat, logits, feat_is_output, attention_grad)
 
 
 KERNELS = {"rescale_nchw": _rescale_nchw_kernel, "rescale_nhwc": _rescale_nhwc_kernel}
