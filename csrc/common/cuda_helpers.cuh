@@ -108,6 +108,35 @@ __device__ __forceinline__ acc_t neg_inf() {
   return -static_cast<acc_t>(INFINITY);
 }
 
+// The loads of a streaming loop issued K at a time: for j = first, first + step, ...
+// below end, loads the vector at a + j * pitch (and b + j * pitch with kTwo) for K
+// indices before calling use(j, va, vb) on each in j order (order-sensitive sums stay
+// as in a plain loop).  One 16-byte load in flight per lane cannot cover DRAM latency;
+// K independent ones can, where occupancy alone does not.
+template <int K, int V, bool kTwo, typename scalar_t, typename F>
+__device__ __forceinline__ void stream_vectors(int64_t first, int64_t end, int64_t step,
+                                               const scalar_t* __restrict__ a,
+                                               const scalar_t* __restrict__ b, int64_t pitch,
+                                               F&& use) {
+#pragma unroll 1  // no trip-count division (see the conventions above)
+  for (int64_t j0 = first; j0 < end; j0 += K * step) {
+    Vec<scalar_t, V> va[K], vb[K];
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const int64_t j = j0 + k * step;
+      if (j < end) {
+        va[k] = load_vec<V>(a + j * pitch);
+        if constexpr (kTwo) vb[k] = load_vec<V>(b + j * pitch);
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const int64_t j = j0 + k * step;
+      if (j < end) use(j, va[k], vb[k]);
+    }
+  }
+}
+
 // Sum over each aligned group of G lanes (G a power of two <= 32).  The whole warp
 // must call it, since the shuffles name every lane.
 template <typename T>
@@ -261,8 +290,15 @@ struct NchwLaunch {
   unsigned grid;
 };
 
-inline NchwLaunch nchw_launch(int64_t nrows, int64_t vecs_per_row) {
-  const int group = group_size(vecs_per_row);
+// Vectors a lane of a streaming NCHW kernel loads before it uses any (memory-level
+// parallelism: one 16-byte load in flight per lane cannot cover DRAM latency at short
+// rows, where a row gives each lane of a 32-lane group at most one vector).
+constexpr int kNchwInFlight = 4;
+
+// `per_lane`: the group just covers the row with that many vectors per lane (fewer,
+// narrower groups: more rows per warp, and every lane busy where 32 lanes would idle).
+inline NchwLaunch nchw_launch(int64_t nrows, int64_t vecs_per_row, int64_t per_lane = 1) {
+  const int group = group_size(ceil_div(vecs_per_row, per_lane));
   return {group, grid_for(ceil_div(nrows, kBlock / group), kBlock)};
 }
 
@@ -320,11 +356,13 @@ void with_flag(bool flag, F&& f) {
 }
 
 // NCHW launch of a <V, kMax> kernel template: 16-byte vectors when `vectorised`,
-// groups sized for vecs(V) vectors per row over n rows; launch(vec, flag, nl) launches.
+// groups sized for vecs(V) vectors per row over n rows, per_lane of them per lane;
+// launch(vec, flag, nl) launches.
 template <int kV, typename VecsFn, typename LaunchFn>
-void launch_nchw(bool vectorised, bool is_max, int64_t n, VecsFn&& vecs, LaunchFn&& launch) {
+void launch_nchw(bool vectorised, bool is_max, int64_t n, VecsFn&& vecs, LaunchFn&& launch,
+                 int64_t per_lane = 1) {
   with_vec<kV>(vectorised, [&](auto vec) {
-    const NchwLaunch nl = nchw_launch(n, vecs(decltype(vec)::value));
+    const NchwLaunch nl = nchw_launch(n, vecs(decltype(vec)::value), per_lane);
     with_flag(is_max, [&](auto flag) {
       launch(vec, flag, nl);
       C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -21,36 +21,45 @@ namespace hanet {
 namespace gpu {
 namespace {
 
-// One vector of the stream: out = in * A, and for the backward dot += in * feat
-// (one running sum per element, or with kRowDot one for the whole row, in order).
+// One vector of the stream, already loaded (g = in, f = feat): out = g * A, and for the
+// backward dot += g * f.  NHWC: A and dot per element (channel); with kRowDot (NCHW) one
+// A and one running sum for the whole row, in order.
 template <bool kBackward, bool kRowDot, int V, typename scalar_t, typename acc_t>
-__device__ __forceinline__ void rescale_vec(const scalar_t* __restrict__ in,
-                                            const scalar_t* __restrict__ feat,
-                                            scalar_t* __restrict__ out, const acc_t* A,
-                                            acc_t* dot) {
-  const Vec<scalar_t, V> g = load_vec<V>(in);
-  Vec<scalar_t, V> f;
-  if constexpr (kBackward) f = load_vec<V>(feat);
+__device__ __forceinline__ void rescale_values(const Vec<scalar_t, V>& g, const Vec<scalar_t, V>& f,
+                                               scalar_t* __restrict__ out, const acc_t* A,
+                                               acc_t* dot) {
   Vec<scalar_t, V> o;
 #pragma unroll
   for (int e = 0; e < V; ++e) {
     const acc_t ge = static_cast<acc_t>(g.v[e]);
-    o.v[e] = static_cast<scalar_t>(ge * A[e]);
+    o.v[e] = static_cast<scalar_t>(ge * A[kRowDot ? 0 : e]);
     if constexpr (kBackward) dot[kRowDot ? 0 : e] += ge * static_cast<acc_t>(f.v[e]);
   }
   store_vec<V>(out, o);
 }
 
+// Vectors a thread loads before using any (stream_vectors): forward one tensor, backward
+// two (the same 16-byte loads in flight).  Half types widen each vector to 8 fp32
+// registers: half as many, or ptxas spills at the 64-register budget.
+template <typename scalar_t>
+constexpr int rescale_in_flight(bool backward) {
+  return (backward ? kNchwInFlight / 2 : kNchwInFlight) / (sizeof(scalar_t) == 2 ? 2 : 1);
+}
+
 // NCHW: one group per image row (b, c, y); A is computed once per row (per lane).
 // Forward: in = feat.  Backward: in = grad, and the row's dot product with feat is
 // reduced across the group (fixed butterfly order) into gA[r] (gA_t: acc_t for the
-// logits gradient's gather, scalar_t when the row sums are the op's output).
+// logits gradient's gather, scalar_t when the row sums are the op's output).  Each lane
+// issues the loads of up to K of its row's vectors before using any (the group is sized
+// for that: nchw_launch's per_lane), so short rows overlap loads too; the backward loads
+// two tensors, so half as many vectors give it as many loads in flight.
 template <typename scalar_t, typename acc_t, typename gA_t, int V, bool kBackward>
 __global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
     rescale_nchw_kernel(const scalar_t* __restrict__ in, const scalar_t* __restrict__ feat,
                         const scalar_t* __restrict__ logits, scalar_t* __restrict__ out,
                         gA_t* __restrict__ gA, int64_t nrows, FastDivmod H, int64_t W, int64_t h,
                         int G, bool feat_is_output) {
+  constexpr int K = rescale_in_flight<scalar_t>(kBackward);
   const GroupRows gr(G);
   const int64_t vecs = W / V;
   for (int64_t base = gr.first; base < nrows; base += gr.step) {
@@ -61,16 +70,12 @@ __global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
     if (valid) {
       int64_t p = 0, y = 0;
       H.divmod(r, &p, &y);
-      acc_t A[V];
-      A[0] = a_row = math::interp_sigmoid<acc_t>(logits + p * h, y, h, H.divisor());
-#pragma unroll
-      for (int e = 1; e < V; ++e) A[e] = A[0];
+      a_row = math::interp_sigmoid<acc_t>(logits + p * h, y, h, H.divisor());
       const int64_t off = r * W;
-#pragma unroll 1  // no trip-count division (cuda_helpers.cuh)
-      for (int64_t j = gr.g_lane; j < vecs; j += G) {
-        rescale_vec<kBackward, true, V>(in + off + j * V, feat + off + j * V, out + off + j * V,
-                                        A, dot);
-      }
+      stream_vectors<K, V, kBackward>(
+          gr.g_lane, vecs, G, in + off, feat + off, V, [&](int64_t j, const auto& g, const auto& f) {
+            rescale_values<kBackward, true, V>(g, f, out + off + j * V, &a_row, dot);
+          });
     }
     if constexpr (kBackward) {
       const acc_t sum = group_sum(dot[0], G);  // whole warp, outside the `valid` branch
@@ -109,11 +114,11 @@ __global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
 #pragma unroll
       for (int e = 0; e < V; ++e) A[e] = s_a[e * TX + tx];
       const int64_t off = ((tc.b * H + tc.y) * W) * C + cv * V;
-      const int64_t w1 = grid.split_begin(tc.s + 1, W);
-      for (int64_t w = grid.split_begin(tc.s, W) + ty; w < w1; w += TY) {
-        rescale_vec<kBackward, false, V>(in + off + w * C, feat + off + w * C, out + off + w * C,
-                                         A, dot);
-      }
+      stream_vectors<rescale_in_flight<scalar_t>(kBackward), V, kBackward>(
+          grid.split_begin(tc.s, W) + ty, grid.split_begin(tc.s + 1, W), TY, in + off, feat + off, C,
+          [&](int64_t w, const auto& g, const auto& f) {
+            rescale_values<kBackward, false, V>(g, f, out + off + w * C, A, dot);
+          });
     }
     if constexpr (kBackward) {
       tree_over_y<V>([&](int e, int slot) { s_red[slot] = dot[e]; },
@@ -207,7 +212,7 @@ bool rescale_stream(const at::Tensor& in, const at::Tensor& feat, const at::Tens
       if (kBackward && direct == nullptr) *gA = at::empty({B * C * H}, acc_opts);
       with_vec<kV>(W % kV == 0 && aligned, [&](auto vec) {
         constexpr int V = decltype(vec)::value;
-        const NchwLaunch nl = nchw_launch(B * C * H, W / V);
+        const NchwLaunch nl = nchw_launch(B * C * H, W / V, rescale_in_flight<scalar_t>(kBackward));
         launch_with_sums(direct != nullptr, [&](auto* GA) {
           using gA_t = std::remove_pointer_t<decltype(GA)>;
           rescale_nchw_kernel<scalar_t, acc_t, gA_t, V, kBackward>

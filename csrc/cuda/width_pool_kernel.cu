@@ -53,7 +53,7 @@ struct PoolState {
 
 // NCHW: one group per output bin (b, c, i).  The bin's rows [y0, y1) of plane (b, c) are
 // one contiguous span of (y1 - y0) * W elements.  Each lane scans its vectors in index
-// order, then the group merges (sum, or arg-max with PyTorch's tie/NaN rule).
+// order (loading kNchwInFlight ahead), then the group merges (sum, or arg-max with PyTorch's tie/NaN rule).
 template <typename scalar_t, typename acc_t, int V, bool kMax>
 __global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
     width_pool_nchw_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out,
@@ -75,11 +75,11 @@ __global__ void __launch_bounds__(kBlock, min_blocks<acc_t>())
     const int64_t nvec = (y1 - y0) * W / V;  // W % V == 0 on the vector path
     const int64_t first = y0 * W;            // flat index h*W+w of the span's start
     PoolState<acc_t, kMax> st(first);
-    for (int64_t j = gr.g_lane; j < nvec; j += G) {
-      const Vec<scalar_t, V> v = load_vec<V>(span + j * V);
+    stream_vectors<kNchwInFlight, V, false>(gr.g_lane, nvec, G, span, span, V,
+                                            [&](int64_t j, const auto& v, const auto&) {
 #pragma unroll
       for (int e = 0; e < V; ++e) st.add(static_cast<acc_t>(v.v[e]), first + j * V + e);
-    }
+    });
     if constexpr (kMax) {
       group_max(st.val, st.idx, G);
     } else {
@@ -356,7 +356,8 @@ std::tuple<at::Tensor, at::Tensor> width_pool(const at::Tensor& x_in, int64_t ro
           [&](auto vec, auto flag, const NchwLaunch& nl) {
             width_pool_nchw_kernel<scalar_t, acc_t, decltype(vec)::value, decltype(flag)::value>
                 <<<nl.grid, kBlock, 0, stream>>>(X, O, I, bins, FastDivmod(rows), H, W, nl.group);
-          });
+          },
+          kNchwInFlight);
       return;
     }
 
