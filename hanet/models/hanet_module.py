@@ -268,7 +268,7 @@ class HANet(nn.Module):
             return None
         if x_low.dim() != 4 or x_low.shape[1] != self.in_channels:
             return None  # attention_logits raises the error
-        head = (x_high, relu_x_high, hops.functional._kernels(backend))
+        head = (x_high, relu_x_high, hops.dispatch.kernel_ops(backend))
         return self._captured_branch(*self._graph_pool(x_low), self._positions(x_low, pos_h), head)
 
     def forward(self, x_low: torch.Tensor, x_high: torch.Tensor, pos_h: torch.Tensor | None = None,

@@ -119,3 +119,14 @@ def triton_ops():
         _library.register_autograd("hanet_triton")
         _triton_registered = True
     return torch.ops.hanet_triton
+
+
+def kernel_ops(backend: str):
+    """The op namespace of a kernel backend: torch.ops.hanet ("cpu", "cuda") or
+    torch.ops.hanet_triton ("triton"), whose ops take the schemas of csrc/contract.h."""
+    if backend == "reference":
+        raise ValueError("the reference backend has no op namespace (hanet.ops.reference is plain PyTorch)")
+    if backend != "triton":
+        return torch.ops.hanet
+    # Registered at import where Triton can run (torch.compile cannot trace registration).
+    return torch.ops.hanet_triton if _triton_registered else triton_ops()

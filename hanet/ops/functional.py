@@ -22,11 +22,7 @@ def _validate(op: str, *values) -> None:
     contract.check(op, values, f"hanet.ops.{op}", strict=True)
 
 
-def _kernels(backend: str):
-    if backend != "triton":
-        return torch.ops.hanet
-    # Registered at import where Triton can run (torch.compile cannot trace registration).
-    return torch.ops.hanet_triton if dispatch._triton_registered else triton_ops()
+_kernels = dispatch.kernel_ops
 
 
 def width_pool(
