@@ -40,6 +40,8 @@ import weakref
 import torch
 from torch import nn
 
+from hanet.ops.functional import rescale_saved_grads, rescale_saving_less
+
 # The attribute StaticPositions sets on the tensor it owns: sites read it in place.
 _STATIC_MARK = "_hanet_static_positions"
 
@@ -251,24 +253,16 @@ class _ReplayRescale(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, graph: BranchGraph, ops, relu, held, pos, x, z, feat, *params):
-        from hanet.ops.contract import RESCALE_SAVES_OUTPUT
-
         logits = graph.replay_forward(pos, z)
         held.append(logits)  # alive while the backward may still read the graph's buffer
-        src = torch.relu(feat) if relu else feat
-        out = ops.attention_rescale(src, logits)
-        ctx.graph, ctx.ops, ctx.relu = graph, ops, relu
+        ctx.graph = graph
         ctx.x_width = None if x is None else x.shape[3]
-        ctx.feat_is_output = feat.dtype in RESCALE_SAVES_OUTPUT
-        ctx.save_for_backward(out if ctx.feat_is_output else src, logits)
-        return out
+        return rescale_saving_less(ctx, ops, feat, logits, relu, attention_grad=True)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        saved, logits = ctx.saved_tensors
-        grad_src, grad_rows = ctx.ops.attention_rescale_backward(grad, saved, logits, ctx.feat_is_output, True)
-        grad_feat = torch.ops.aten.threshold_backward(grad_src, saved, 0) if ctx.relu else grad_src
+        grad_feat, grad_rows = rescale_saved_grads(ctx, grad)
         # graph, ops, relu, held, pos, then x, z, feat and the parameters
         grad_x, grad_z, *grads = ctx.graph.replay_backward(grad_rows, ctx.x_width)
         return (None, None, None, None, None, grad_x, grad_z, grad_feat, *grads)

@@ -246,7 +246,9 @@ class HANet(nn.Module):
         logits = self._branch(z, pos_h)
         if head is None:
             return logits
-        x_high, relu, _ = head
+        return self._rescale(head[0], logits, head[1])
+
+    def _rescale(self, x_high: torch.Tensor, logits: torch.Tensor, relu: bool) -> torch.Tensor:
         rescale = hops.relu_attention_rescale if relu else hops.attention_rescale
         return rescale(x_high, logits.to(x_high.dtype), backend=self.backend)
 
@@ -295,8 +297,7 @@ class HANet(nn.Module):
             if out is not None:
                 return out
         logits = self.attention_logits(x_low, pos_h).to(x_high.dtype)
-        rescale = hops.relu_attention_rescale if relu_x_high else hops.attention_rescale
-        out = rescale(x_high, logits, backend=self.backend)
+        out = self._rescale(x_high, logits, relu_x_high)
         if not return_attention:
             return out
         attention = hops.height_interp(torch.sigmoid(logits), x_high.shape[2], backend=self.backend)

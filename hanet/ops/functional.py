@@ -83,18 +83,32 @@ class _ReluRescale(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, feat, logits, ops):
-        x = torch.relu(feat)
-        out = ops.attention_rescale(x, logits)
-        ctx.ops = ops
-        ctx.feat_is_output = feat.dtype in contract.RESCALE_SAVES_OUTPUT
-        ctx.save_for_backward(out if ctx.feat_is_output else x, logits)
-        return out
+        return rescale_saving_less(ctx, ops, feat, logits, relu=True)
 
     @staticmethod
     def backward(ctx, grad):
-        saved, logits = ctx.saved_tensors
-        grad_x, grad_logits = ctx.ops.attention_rescale_backward(grad, saved, logits, ctx.feat_is_output)
-        return torch.ops.aten.threshold_backward(grad_x, saved, 0), grad_logits, None
+        return (*rescale_saved_grads(ctx, grad), None)
+
+
+def rescale_saving_less(ctx, ops, feat, logits, relu: bool, attention_grad: bool = False):
+    """Forward of an autograd node around ``ops.attention_rescale(relu(feat) if relu else
+    feat, logits)`` that saves (on ``ctx``) the output in fp32 / fp64, else the rescale's
+    input, and the logits; :func:`rescale_saved_grads` is its backward.  ``attention_grad``:
+    the backward returns A's gradient (B, C, H) in the logits' place."""
+    x = torch.relu(feat) if relu else feat
+    out = ops.attention_rescale(x, logits)
+    ctx.rescale = (ops, relu, attention_grad, feat.dtype in contract.RESCALE_SAVES_OUTPUT)
+    ctx.save_for_backward(out if ctx.rescale[3] else x, logits)
+    return out
+
+
+def rescale_saved_grads(ctx, grad):
+    """(grad of feat, grad of the logits or of A) of a :func:`rescale_saving_less` node."""
+    ops, relu, attention_grad, feat_is_output = ctx.rescale
+    saved, logits = ctx.saved_tensors
+    grad_x, grad_second = ops.attention_rescale_backward(grad, saved, logits, feat_is_output, attention_grad)
+    # relu: out > 0 exactly where relu(feat) > 0 (A > 0), so the saved tensor gives the mask
+    return (torch.ops.aten.threshold_backward(grad_x, saved, 0) if relu else grad_x), grad_second
 
 
 def relu_attention_rescale(
